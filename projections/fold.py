@@ -1,0 +1,294 @@
+"""The pure fold: a user's records -> its state -> the fields of its projection (DESIGN.md §3).
+
+No I/O here. The state is the *set* of the user's surviving records in a compact form, so
+folding is a set union: any order, any duplicates, any batching gives the same state, and
+every view is then derived from that state alone.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from projections.pagekey import page_key
+from schemas.models import Command, Content, Feedback, Identify, Page, Record, Track
+from schemas.timefmt import day_of, parse_timestamp
+
+# Compact interaction: [ts, type, a, b, c, d, e, ctx]
+#   track:    a=name
+#   page:     a=page key of url, b=title
+#   feedback: a=survey_id, b=survey_type, c=question, d=score, e=answer
+#   content:  a=content_id, b=content_type, c=content_name, d=action, e=step
+# Compact identify: [ts, traits, company or None]; company = [id, name, created_at, traits]
+# Compact command:  [issued_at, command]
+
+
+def _pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def _unpack(raw: bytes) -> Any:
+    return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+
+
+@dataclass
+class UserState:
+    interactions: dict[str, list[Any]] = field(default_factory=dict)
+    identifies: dict[str, list[Any]] = field(default_factory=dict)
+    commands: dict[str, list[Any]] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        return _pack([self.interactions, self.identifies, self.commands])
+
+    @classmethod
+    def from_bytes(cls, raw: bytes | None) -> UserState:
+        if not raw:
+            return cls()
+        interactions, identifies, commands = _unpack(raw)
+        return cls(interactions, identifies, commands)
+
+    @property
+    def deleted_until(self) -> int | None:
+        """The latest delete's time: records at or before it are erased."""
+        times = [c[0] for c in self.commands.values() if c[1] == "delete"]
+        return max(times) if times else None
+
+
+def _context(record: Track | Page | Feedback | Content) -> dict[str, str] | None:
+    if record.context is None:
+        return None
+    ctx = {k: v for k, v in record.context.model_dump().items() if v is not None}
+    return ctx or None
+
+
+def compact(record: Record) -> tuple[str, str, list[Any]]:
+    """A record as (bucket, id, compact row). Only what some view needs is kept."""
+    if isinstance(record, Command):
+        return "c", record.command_id, [record.issued_at, record.command]
+    if isinstance(record, Identify):
+        company = record.company
+        row = None
+        if company is not None:
+            row = [company.id, company.name, company.created_at, dict(company.traits)]
+        return "d", record.event_id, [record.timestamp, dict(record.traits), row]
+    ctx = _context(record)
+    ts = record.timestamp
+    if isinstance(record, Track):
+        return "i", record.event_id, [ts, "track", record.name, None, None, None, None, ctx]
+    if isinstance(record, Page):
+        return "i", record.event_id, [ts, "page", page_key(record.url), record.title,
+                                      None, None, None, ctx]
+    if isinstance(record, Feedback):
+        return "i", record.event_id, [ts, "feedback", record.survey_id, record.survey_type,
+                                      record.question, record.score, record.answer, ctx]
+    return "i", record.event_id, [ts, "content", record.content_id, record.content_type,
+                                  record.content_name, record.action, record.step, ctx]
+
+
+def apply(state: UserState, records: list[Record], *, now_ms: int, retention_days: int) -> UserState:
+    """Fold records into a new state: set union by id, then erase what deletes and retention drop.
+
+    Two different records with one id are a client bug; the one with the smaller encoding is
+    kept so that the result still does not depend on order.
+    """
+    buckets = {
+        "i": dict(state.interactions),
+        "d": dict(state.identifies),
+        "c": dict(state.commands),
+    }
+    for record in records:
+        bucket, rid, row = compact(record)
+        rows = buckets[bucket]
+        old = rows.get(rid)
+        if old is None or (old != row and _pack(row) < _pack(old)):
+            rows[rid] = row
+    new = UserState(buckets["i"], buckets["d"], buckets["c"])
+    until = new.deleted_until
+    oldest = now_ms - retention_days * 86_400_000
+    floor = oldest if until is None else max(oldest, until + 1)
+    new.interactions = {k: v for k, v in new.interactions.items() if v[0] >= floor}
+    new.identifies = {k: v for k, v in new.identifies.items() if v[0] >= floor}
+    if until is not None:
+        new.commands = {
+            k: v for k, v in new.commands.items() if v[1] == "delete" or v[0] > until
+        }
+    return new
+
+
+# ---- the projection ------------------------------------------------------------------------
+
+
+def _ctx_page(ctx: dict[str, str] | None) -> str | None:
+    url = ctx.get("page_url") if ctx else None
+    return page_key(url) if url else None
+
+
+def sessions_of(rows: list[tuple[str, list[Any]]], gap_ms: int) -> list[list[tuple[str, list[Any]]]]:
+    """Interactions sorted by (ts, event_id), split wherever the gap exceeds gap_ms."""
+    sessions: list[list[tuple[str, list[Any]]]] = []
+    last_ts: int | None = None
+    for eid, row in rows:
+        if last_ts is None or row[0] - last_ts > gap_ms:
+            sessions.append([])
+        sessions[-1].append((eid, row))
+        last_ts = row[0]
+    return sessions
+
+
+def _breakdown_item(row: list[Any]) -> list[Any]:
+    kind = row[1]
+    if kind == "page":
+        name = page = row[2]
+    else:
+        page = _ctx_page(row[7])
+        name = (row[4] or row[2]) if kind == "content" else row[2]
+    return [row[0], kind, name, page]
+
+
+def _lww(pairs: list[tuple[tuple[int, str], Any]]) -> Any:
+    return max(pairs, key=lambda p: p[0])[1] if pairs else None
+
+
+def project(state: UserState, gap_ms: int) -> dict[str, Any]:
+    """Every field of the user's projection, as plain values; {} when the user does not exist."""
+    if not state.interactions and not state.identifies:
+        return {}
+    rows = sorted(state.interactions.items(), key=lambda kv: (kv[1][0], kv[0]))
+    identifies = sorted(state.identifies.items(), key=lambda kv: (kv[1][0], kv[0]))
+
+    # Last writer wins by (timestamp, event_id): a walk in that order leaves the winner.
+    properties: dict[str, Any] = {}
+    company: list[Any] | None = None
+    for _eid, (_ts, traits, comp) in identifies:
+        properties.update(traits)
+        if comp is not None:
+            company = comp
+    auto: dict[str, str] = {}
+    for _eid, row in rows:
+        if row[7]:
+            auto.update(row[7])
+    country = properties.get("country") or auto.get("country")
+
+    sessions = sessions_of(rows, gap_ms)
+    fields: dict[str, Any] = {}
+    days: dict[str, dict[str, Any]] = {}
+
+    def day(d: str) -> dict[str, Any]:
+        if d not in days:
+            days[d] = {"e": 0, "s": 0, "ms": 0, "n": Counter(), "p": Counter()}
+        return days[d]
+
+    by_day: dict[str, list[list[Any]]] = {}
+    for session in sessions:
+        start, end = session[0][1][0], session[-1][1][0]
+        figures = day(day_of(start))
+        figures["s"] += 1
+        figures["ms"] += end - start
+        by_day.setdefault(day_of(start), []).append(
+            [start, end, [_breakdown_item(row) for _eid, row in session]]
+        )
+    for _eid, row in rows:
+        if row[1] == "track":
+            figures = day(day_of(row[0]))
+            figures["e"] += 1
+            figures["n"][row[2]] += 1
+        elif row[1] == "page":
+            day(day_of(row[0]))["p"][row[2]] += 1
+    for d, figures in days.items():
+        fields["d:" + d] = {**figures, "n": dict(figures["n"]), "p": dict(figures["p"])}
+    for d, day_sessions in by_day.items():
+        fields["s:" + d] = day_sessions
+
+    feedback = [
+        [row[0], row[2], row[3], row[4], row[5], row[6], _ctx_page(row[7])]
+        for _eid, row in rows
+        if row[1] == "feedback"
+    ]
+    if feedback:
+        fields["fb"] = feedback
+    nps = [f for f in feedback if f[2] == "nps"]
+
+    resets = [c[0] for c in state.commands.values() if c[1] == "reset_content"]
+    reset_at = max(resets) if resets else None
+    engagement = _engagement(rows, reset_at)
+    if engagement:
+        fields["en"] = engagement
+
+    toggles = sorted(
+        ((c[0], cid), c[1]) for cid, c in state.commands.items() if c[1] in ("exclude", "include")
+    )
+    fields["h"] = {
+        "name": properties.get("name"),
+        "email": properties.get("email"),
+        "country": country,
+        "company_id": company[0] if company else None,
+        "company_name": company[1] if company else None,
+        "signed_up_at": _created_at(properties.get("created_at")),
+        "first_seen_at": rows[0][1][0] if rows else None,
+        "last_seen_at": rows[-1][1][0] if rows else None,
+        "total_sessions": len(sessions),
+        "excluded": bool(toggles) and toggles[-1][1] == "exclude",
+        "content_reset_at": reset_at,
+        "properties": properties,
+        "auto_properties": auto,
+        "nps_latest": nps[-1][4] if nps else None,
+        "days": sorted(days),
+    }
+    return fields
+
+
+def _created_at(value: Any) -> int | None:
+    return None if value is None else parse_timestamp(value)
+
+
+_STATUS = {
+    "seen": "seen",
+    "started": "in_progress",
+    "step_completed": "in_progress",
+    "clicked": "in_progress",
+    "dismissed": "dismissed",
+}
+
+
+def _engagement(rows: list[tuple[str, list[Any]]], reset_at: int | None) -> list[list[Any]]:
+    """Per content item, from rows already in (ts, event_id) order."""
+    items: dict[str, list[list[Any]]] = {}
+    for _eid, row in rows:
+        if row[1] == "content":
+            items.setdefault(row[2], []).append(row)
+    out = []
+    for content_id, events in items.items():
+        latest = events[-1]
+        names = [e[4] for e in events if e[4]]
+        after = [e for e in events if reset_at is None or e[0] > reset_at]
+        if any(e[5] == "completed" for e in after):
+            status = "completed"
+        elif after:
+            status = _STATUS[after[-1][5]]
+        else:
+            status = "not_started"
+        steps = sorted({e[6] for e in after if e[5] == "step_completed" and e[6] is not None})
+        out.append([
+            content_id, latest[3], names[-1] if names else None, latest[5], latest[0],
+            _ctx_page(latest[7]), len(events), status, steps,
+        ])
+    out.sort(key=lambda item: (-item[4], item[0]))
+    return out
+
+
+def encode_fields(fields: dict[str, Any]) -> dict[str, bytes]:
+    return {name: _pack(value) for name, value in fields.items()}
+
+
+def decode_field(raw: bytes) -> Any:
+    return _unpack(raw)
+
+
+def changes(old: dict[str, bytes], new: dict[str, bytes]) -> tuple[dict[str, bytes], list[str]]:
+    """What to write to turn the stored fields `old` into `new`: (fields to set, to delete)."""
+    to_set = {k: v for k, v in new.items() if old.get(k) != v}
+    to_del = [k for k in old if k not in new]
+    return to_set, to_del

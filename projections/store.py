@@ -1,0 +1,111 @@
+"""Where user projections live: a small protocol, a Redis implementation and an in-memory one.
+
+A write is conditional on the entity's version (`_v`) read before the fold ran; it sets and
+deletes fields and bumps the version in one atomic step (a Lua script on one key), so a
+stale writer — a zombie after a rebalance — can never overwrite a newer step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from projections import keys
+
+_APPLY = """
+local v = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if v ~= tonumber(ARGV[2]) then return -1 end
+local nset = tonumber(ARGV[3])
+local i = 4
+if nset > 0 then
+  local args = {}
+  for j = i, i + 2 * nset - 1 do args[#args + 1] = ARGV[j] end
+  redis.call('HSET', KEYS[1], unpack(args))
+end
+i = i + 2 * nset
+if i <= #ARGV then
+  local dels = {}
+  for j = i, #ARGV do dels[#dels + 1] = ARGV[j] end
+  redis.call('HDEL', KEYS[1], unpack(dels))
+end
+redis.call('HSET', KEYS[1], ARGV[1], v + 1)
+return v + 1
+"""
+
+
+@dataclass(frozen=True)
+class Write:
+    key: str
+    expected_version: int
+    to_set: dict[str, bytes]
+    to_delete: list[str]
+
+
+def version_of(fields: dict[str, bytes]) -> int:
+    raw = fields.get(keys.VERSION)
+    return int(raw) if raw else 0
+
+
+class Store(Protocol):
+    async def load(self, entity_keys: list[str]) -> list[dict[str, bytes]]:
+        """Every field of each entity hash ({} where it does not exist), one round trip."""
+        ...
+
+    async def commit(self, writes: list[Write]) -> list[bool]:
+        """Apply each write if its entity is still at the expected version; one round trip."""
+        ...
+
+
+class RedisStore:
+    """Standalone Redis or Redis Cluster (redis.asyncio clients); every step is one key."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._apply = client.register_script(_APPLY)
+
+    async def load(self, entity_keys: list[str]) -> list[dict[str, bytes]]:
+        if not entity_keys:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for key in entity_keys:
+            pipe.hgetall(key)
+        rows = await pipe.execute()
+        return [{k.decode(): v for k, v in row.items()} for row in rows]
+
+    async def commit(self, writes: list[Write]) -> list[bool]:
+        if not writes:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for w in writes:
+            args: list[Any] = [keys.VERSION, w.expected_version, len(w.to_set)]
+            for name, value in w.to_set.items():
+                args += [name, value]
+            args += w.to_delete
+            await self._apply(keys=[w.key], args=args, client=pipe)
+        results = await pipe.execute()
+        return [r != -1 for r in results]
+
+
+class MemoryStore:
+    """The same contract in a dict, for unit tests of the fold and the step."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, dict[str, bytes]] = {}
+
+    async def load(self, entity_keys: list[str]) -> list[dict[str, bytes]]:
+        return [dict(self.data.get(k, {})) for k in entity_keys]
+
+    async def commit(self, writes: list[Write]) -> list[bool]:
+        out = []
+        for w in writes:
+            current = self.data.setdefault(w.key, {})
+            version = version_of(current)
+            if version != w.expected_version:
+                out.append(False)
+                continue
+            current.update(w.to_set)
+            for name in w.to_delete:
+                current.pop(name, None)
+            current[keys.VERSION] = str(version + 1).encode()
+            out.append(True)
+        return out

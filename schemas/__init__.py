@@ -1,0 +1,1 @@
+"""Wire models of every record on every topic, and their codec (DESIGN.md §2)."""

@@ -1,0 +1,1 @@
+"""The Faust app, its agents and topics, and the `profiles` command line."""

@@ -1,0 +1,257 @@
+"""The `profiles` command line: worker, publisher, status, generator and the read commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import redis
+from aiokafka.errors import KafkaConnectionError, KafkaError
+from pydantic import ValidationError
+
+from projections.reader import NotFound, Reader
+from schemas.timefmt import parse_day
+from streams.settings import Settings
+
+EXIT_NOT_FOUND = 3
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"profiles: {message}", err=True)
+    sys.exit(code)
+
+
+def settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"bad setting PROFILES_{str(first['loc'][0]).upper()}: {first['msg']}", 2)
+
+
+def reader(cfg: Settings) -> Reader:
+    password = cfg.redis_password.get_secret_value() if cfg.redis_password else None
+    return Reader.from_url(cfg.redis_url, namespace=cfg.namespace, password=password)
+
+
+def day_option(name: str) -> Callable[[Any], Any]:
+    def check(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return parse_day(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return click.option(name, "frm" if name == "--from" else "to", callback=check,
+                        help="inclusive UTC day, YYYY-MM-DD")
+
+
+def emit(value: Any, as_json: bool, table: Callable[[Any], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+    else:
+        table(value)
+
+
+@click.group()
+def main() -> None:
+    """Live user and company profiles from product events (Kafka -> Faust -> Redis)."""
+
+
+# ---- pipeline --------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--loglevel", default="warning", show_default=True)
+def worker(loglevel: str) -> None:
+    """Run the stream processor (one per core; more join the consumer group)."""
+    import faust
+
+    from streams.app import build_app
+    from streams.kafka import ensure_topics
+
+    cfg = settings()
+    asyncio.run(ensure_topics(cfg))
+    app = build_app(cfg)
+    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+@main.command()
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option("--json", "as_json", is_flag=True, help="send JSON values instead of msgpack")
+def publish(file: Any, as_json: bool) -> None:
+    """Validate FILE.jsonl (one record a line) and publish the valid records."""
+    from streams.publish import check_lines, send_records
+
+    cfg = settings()
+    good, report = check_lines(file, cfg)
+    for number, reason in report.rejected[:50]:
+        click.echo(f"line {number}: rejected: {reason}", err=True)
+    if len(report.rejected) > 50:
+        click.echo(f"... and {len(report.rejected) - 50} more rejected lines", err=True)
+    asyncio.run(send_records(good, cfg, report, as_json=as_json))
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(report.sent.items()))
+    click.echo(f"published {sum(report.sent.values())} records ({counts or 'none'}); "
+               f"rejected {len(report.rejected)}")
+    if report.rejected:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def status(as_json: bool) -> None:
+    """Consumer lag per group/topic/partition, DLQ count and processed counts."""
+    from streams.status import pipeline_status
+
+    result = asyncio.run(pipeline_status(settings()))
+
+    def table(s: dict[str, Any]) -> None:
+        for group in s["groups"]:
+            click.echo(f"group {group['group']}: lag {group['lag']}, processed {group['processed']}")
+            for row in group["partitions"]:
+                if row["end"]:
+                    click.echo(f"  {row['topic']}[{row['partition']}] "
+                               f"committed {row['committed']} end {row['end']} lag {row['lag']}")
+        click.echo(f"dlq: {s['dlq']} records")
+
+    emit(result, as_json, table)
+
+
+@main.command()
+@click.option("--timeout", default=300.0, show_default=True, help="seconds")
+def wait(timeout: float) -> None:
+    """Wait until every consumer group has lag 0 (exit 1 on timeout)."""
+    from streams.status import pipeline_status
+
+    cfg = settings()
+    deadline = time.monotonic() + timeout
+    while True:
+        lag = asyncio.run(pipeline_status(cfg))["lag"]
+        if lag == 0:
+            click.echo("idle: lag 0")
+            return
+        if time.monotonic() > deadline:
+            fail(f"still {lag} records behind after {timeout:g} s")
+        time.sleep(0.5)
+
+
+@main.command()
+@click.option("--users", default=200, show_default=True)
+@click.option("--days", default=30, show_default=True)
+@click.option("--seed", default=1, show_default=True)
+@click.option("--commands", is_flag=True, help="include operator commands")
+@click.option("--duplicates", default=0.0, show_default=True, help="fraction of records repeated")
+@click.option("--shuffle", is_flag=True, help="out of order")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), default="-")
+def generate(users: int, days: int, seed: int, commands: bool, duplicates: float,
+             shuffle: bool, out: str) -> None:
+    """Write a realistic demo data set as JSON lines (event times end now)."""
+    from streams.generate import generate as make
+    from streams.generate import write_jsonl
+
+    records = make(users=users, days=days, seed=seed, commands=commands, duplicates=duplicates,
+                   shuffle=shuffle, end_ms=int(time.time() * 1000))
+    if out == "-":
+        write_jsonl(records, sys.stdout)
+    else:
+        write_jsonl(records, out)
+        click.echo(f"wrote {len(records)} records to {out}", err=True)
+
+
+@main.group()
+def schemas() -> None:
+    """Wire schemas for SDK authors."""
+
+
+@schemas.command("export")
+@click.argument("directory", type=click.Path(file_okay=False))
+def schemas_export(directory: str) -> None:
+    """Write a JSON Schema file for every record type into DIRECTORY."""
+    from schemas.export import export_json_schemas
+
+    paths = export_json_schemas(Path(directory))
+    click.echo(f"wrote {len(paths)} schema files to {directory}")
+
+
+# ---- reads -----------------------------------------------------------------------------------
+
+
+def read(call: Callable[[Reader], Any]) -> Any:
+    try:
+        return call(reader(settings()))
+    except NotFound as exc:
+        fail(str(exc), EXIT_NOT_FOUND)
+
+
+@main.command()
+@click.argument("app_id")
+@click.argument("user_id")
+@day_option("--from")
+@day_option("--to")
+@click.option("--search", help="case-insensitive substring of event names and pages")
+@click.option("--json", "as_json", is_flag=True)
+def user(app_id: str, user_id: str, frm: str | None, to: str | None, search: str | None,
+         as_json: bool) -> None:
+    """A user's profile: header, properties and the overview of a period."""
+    from streams.tables import user_table
+
+    emit(read(lambda r: r.user(app_id, user_id, frm=frm, to=to, search=search)), as_json, user_table)
+
+
+@main.command()
+@click.argument("app_id")
+@click.argument("user_id")
+@day_option("--from")
+@day_option("--to")
+@click.option("--limit", type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+def sessions(app_id: str, user_id: str, frm: str | None, to: str | None, limit: int | None,
+             as_json: bool) -> None:
+    """A user's sessions with their event breakdown, newest first."""
+    from streams.tables import sessions_table
+
+    emit(read(lambda r: r.sessions(app_id, user_id, frm=frm, to=to, limit=limit)), as_json,
+         sessions_table)
+
+
+@main.command()
+@click.argument("app_id")
+@click.argument("user_id")
+@day_option("--from")
+@day_option("--to")
+@click.option("--json", "as_json", is_flag=True)
+def sentiment(app_id: str, user_id: str, frm: str | None, to: str | None, as_json: bool) -> None:
+    """A user's NPS and survey responses, newest first."""
+    from streams.tables import sentiment_table
+
+    emit(read(lambda r: r.sentiment(app_id, user_id, frm=frm, to=to)), as_json, sentiment_table)
+
+
+@main.command()
+@click.argument("app_id")
+@click.argument("user_id")
+@click.option("--json", "as_json", is_flag=True)
+def engagement(app_id: str, user_id: str, as_json: bool) -> None:
+    """A user's flows, spotlights, banners and checklists with their status."""
+    from streams.tables import engagement_table
+
+    emit(read(lambda r: r.engagement(app_id, user_id)), as_json, engagement_table)
+
+
+def run() -> None:
+    """Entry point: known failures are one line and a non-zero exit, never a traceback."""
+    try:
+        main(standalone_mode=True)
+    except (redis.ConnectionError, KafkaConnectionError) as exc:
+        fail(f"cannot reach a service: {exc}", 2)
+    except KafkaError as exc:
+        fail(f"kafka: {exc}", 2)
+    except redis.RedisError as exc:
+        fail(f"redis: {exc}", 2)

@@ -1,0 +1,46 @@
+"""Kafka connection options from settings, for Faust and for our own aiokafka clients."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.settings import Settings
+from streams.topics import Topics
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """bootstrap + security options as aiokafka keyword arguments."""
+    opts: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        opts["ssl_context"] = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+    if settings.kafka_sasl_mechanism:
+        opts["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        opts["sasl_plain_username"] = settings.kafka_sasl_username
+        password = settings.kafka_sasl_password
+        opts["sasl_plain_password"] = password.get_secret_value() if password else None
+    return opts
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create every topic the pipeline uses (a no-op for those that exist)."""
+    topics = Topics(settings.topic_prefix)
+    names = [*topics.sources, topics.dlq, topics.company_deltas]
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(n, settings.partitions, 1) for n in names if n not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another worker created them first
+    finally:
+        await admin.close()

@@ -1,0 +1,73 @@
+"""The SDK-side publisher: validate JSON lines, key and route each record to its topic."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from schemas.codec import Rejected, encode, validate
+from streams.kafka import client_options
+from streams.settings import Settings
+from streams.topics import Topics, record_key
+
+
+@dataclass
+class PublishReport:
+    sent: Counter[str] = field(default_factory=Counter)
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
+
+
+def check_lines(lines: Iterable[str], settings: Settings) -> tuple[list[dict[str, Any]], PublishReport]:
+    """Parse and validate every line; what is invalid is reported by line and never sent."""
+    report = PublishReport()
+    good = []
+    now_ms = int(time.time() * 1000)
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            report.rejected.append((number, f"invalid_json: {exc}"))
+            continue
+        if not isinstance(obj, dict):
+            report.rejected.append((number, "not_a_map: a line must hold a JSON object"))
+            continue
+        try:
+            validate(obj, settings.limits, now_ms)
+        except Rejected as exc:
+            report.rejected.append((number, f"{exc.reason}: {exc.detail}"))
+            continue
+        good.append(obj)
+    return good, report
+
+
+async def send_records(records: list[dict[str, Any]], settings: Settings, report: PublishReport,
+                       *, as_json: bool = False) -> None:
+    topics = Topics(settings.topic_prefix)
+    producer = AIOKafkaProducer(
+        **client_options(settings), acks="all", enable_idempotence=True, linger_ms=5,
+        max_batch_size=256 * 1024,
+    )
+    await producer.start()
+    try:
+        pending = []
+        for obj in records:
+            value = json.dumps(obj, ensure_ascii=False).encode() if as_json else encode(obj)
+            topic = topics.for_type(obj["type"])
+            pending.append(await producer.send(topic, value, key=record_key(obj["app_id"], obj["user_id"])))
+            report.sent[obj["type"]] += 1
+            if len(pending) >= 10_000:
+                for fut in pending:
+                    await fut
+                pending.clear()
+        for fut in pending:
+            await fut
+    finally:
+        await producer.stop()

@@ -1,0 +1,573 @@
+"""Batch reference for DESIGN.md §3 (semantics) and §4 (read contract).
+
+A deliberately plain, slow and independent computation of the user views from a *set* of
+wire records (DESIGN §2).  Property and integration tests compare the streaming
+implementation against it.  It imports nothing from the project packages — only the
+standard library — and is written as sort / group / loop on purpose.
+
+Input records are plain dicts that already passed validation.  Every public function takes
+the whole record list (any order, duplicates allowed) and recomputes everything from it.
+
+Pipeline (the same for every view):
+
+1. retention: drop every record whose time (``timestamp``, or ``issued_at`` for commands)
+   is older than ``now_ms - retention_days * 86_400_000`` — such a record would have gone
+   to the DLQ and never reached the fold;
+2. dedupe: events by (app_id, user_id, event_id), commands by (app_id, user_id,
+   command_id); among different records sharing an id, keep the one whose
+   ``json.dumps(rec, sort_keys=True)`` is smallest;
+3. delete: for a user with delete commands, T = max issued_at of them; drop its events with
+   timestamp <= T and its non-delete commands with issued_at <= T;
+4. a user exists iff a non-command record of it survives;
+5. views are computed from what survives, with last-writer-wins by (timestamp, event_id).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from typing import Any
+
+DAY_MS = 86_400_000
+DEFAULT_GAP_MS = 30 * 60 * 1000
+DEFAULT_RETENTION_DAYS = 400
+
+INTERACTION_TYPES = ("track", "page", "feedback", "content")
+CONTEXT_FIELDS = (
+    "page_url",
+    "page_title",
+    "hostname",
+    "country",
+    "browser",
+    "os",
+    "device",
+    "language",
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+)
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+# --------------------------------------------------------------------------- time
+
+
+def to_ms(value: Any) -> int:
+    """An RFC 3339 string with offset, or int epoch ms, as UTC epoch ms.
+
+    Fractions of a millisecond are truncated (towards the past)."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a timestamp: {value!r}")
+    if isinstance(value, int):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"not a timestamp: {value!r}")
+    m = _RFC3339.match(value)
+    if m is None:
+        raise ValueError(f"not an RFC 3339 timestamp: {value!r}")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    fraction = m.group(7)
+    millis = int((fraction[1:] + "000")[:3]) if fraction else 0
+    local = datetime(year, month, day, hour, minute, second)
+    whole_ms = (local - datetime(1970, 1, 1)) // timedelta(milliseconds=1)
+    offset = m.group(8)
+    offset_ms = 0
+    if offset not in ("Z", "z"):
+        sign = 1 if offset[0] == "+" else -1
+        offset_ms = sign * (int(offset[1:3]) * 60 + int(offset[4:6])) * 60_000
+    return whole_ms + millis - offset_ms
+
+
+def fmt_ms(ms: int) -> str:
+    """UTC epoch ms as RFC 3339 with milliseconds and ``Z``: 2026-11-28T14:30:22.123Z."""
+    dt = _EPOCH + timedelta(milliseconds=ms)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def day_of(ms: int) -> str:
+    """The UTC day (YYYY-MM-DD) of epoch ms."""
+    return (_EPOCH + timedelta(milliseconds=ms)).strftime("%Y-%m-%d")
+
+
+def in_period(day: str, frm: str | None, to: str | None) -> bool:
+    """Inclusive day range; None = unbounded.  YYYY-MM-DD strings compare as dates."""
+    if frm is not None and day < frm:
+        return False
+    return not (to is not None and day > to)
+
+
+# --------------------------------------------------------------------------- page key
+
+
+def page_key(url: str) -> str:
+    """Host lower-cased (port kept) + path (case kept, trailing slashes removed, "/" if empty).
+
+    Scheme, user info, query and fragment are dropped.  A URL without a scheme ("x://")
+    starts with its host."""
+    rest = url
+    scheme = _SCHEME.match(rest)
+    if scheme is not None:
+        rest = rest[scheme.end() :]
+    # authority = everything up to the first "/", "?" or "#"
+    end = len(rest)
+    for stop in "/?#":
+        pos = rest.find(stop)
+        if pos != -1 and pos < end:
+            end = pos
+    authority = rest[:end]
+    after = rest[end:]
+    host = authority.rsplit("@", 1)[-1].lower()
+    # path = up to the first "?" or "#"
+    path_end = len(after)
+    for stop in "?#":
+        pos = after.find(stop)
+        if pos != -1 and pos < path_end:
+            path_end = pos
+    path = after[:path_end].rstrip("/")
+    if path == "":
+        path = "/"
+    return host + path
+
+
+# --------------------------------------------------------------------------- preparation
+
+
+def record_ms(rec: dict) -> int:
+    """The time of a record: issued_at for commands, timestamp otherwise."""
+    if rec["type"] == "command":
+        return to_ms(rec["issued_at"])
+    return to_ms(rec["timestamp"])
+
+
+def _canonical(rec: dict) -> str:
+    return json.dumps(rec, sort_keys=True)
+
+
+def surviving_records(
+    records: list[dict],
+    *,
+    now_ms: int,
+    retention_days: int = DEFAULT_RETENTION_DAYS,
+) -> dict[tuple[str, str], list[dict]]:
+    """Retention, dedupe and delete applied; grouped by (app_id, user_id).
+
+    Users whose every record was dropped are absent.  A user present here may still hold
+    commands only (then it does not exist, see ``user_ids``)."""
+    horizon = now_ms - retention_days * DAY_MS
+
+    # 1. retention
+    kept = [rec for rec in records if record_ms(rec) >= horizon]
+
+    # 2. dedupe: smallest canonical JSON wins among records sharing an id
+    by_id: dict[tuple, dict] = {}
+    for rec in kept:
+        if rec["type"] == "command":
+            key = ("command", rec["app_id"], rec["user_id"], rec["command_id"])
+        else:
+            key = ("event", rec["app_id"], rec["user_id"], rec["event_id"])
+        if key not in by_id or _canonical(rec) < _canonical(by_id[key]):
+            by_id[key] = rec
+
+    # group by user
+    per_user: dict[tuple[str, str], list[dict]] = {}
+    for rec in by_id.values():
+        per_user.setdefault((rec["app_id"], rec["user_id"]), []).append(rec)
+
+    # 3. delete
+    result: dict[tuple[str, str], list[dict]] = {}
+    for user, recs in per_user.items():
+        delete_times = [
+            to_ms(r["issued_at"])
+            for r in recs
+            if r["type"] == "command" and r["command"] == "delete"
+        ]
+        if delete_times:
+            deleted_until = max(delete_times)
+            # delete commands stay (they only give T); everything else must be after T
+            recs = [
+                r
+                for r in recs
+                if (r["type"] == "command" and r["command"] == "delete")
+                or record_ms(r) > deleted_until
+            ]
+        if recs:
+            result[user] = recs
+    return result
+
+
+def _event_order(rec: dict) -> tuple[int, str]:
+    return (to_ms(rec["timestamp"]), rec["event_id"])
+
+
+def _command_order(rec: dict) -> tuple[int, str]:
+    return (to_ms(rec["issued_at"]), rec["command_id"])
+
+
+def _context(rec: dict) -> dict:
+    return rec.get("context") or {}
+
+
+def _context_page(rec: dict) -> str | None:
+    url = _context(rec).get("page_url")
+    return page_key(url) if url is not None else None
+
+
+class _User:
+    """The surviving records of one existing user, split by type and sorted oldest first
+    by (timestamp, event_id) / (issued_at, command_id)."""
+
+    def __init__(self, app_id: str, user_id: str, recs: list[dict], gap_ms: int):
+        self.app_id = app_id
+        self.user_id = user_id
+        events = sorted((r for r in recs if r["type"] != "command"), key=_event_order)
+        self.commands = sorted((r for r in recs if r["type"] == "command"), key=_command_order)
+        self.identifies = [r for r in events if r["type"] == "identify"]
+        self.interactions = [r for r in events if r["type"] in INTERACTION_TYPES]
+        self.sessions = sessionize(self.interactions, gap_ms)
+
+
+def _load_user(
+    records: list[dict],
+    app_id: str,
+    user_id: str,
+    now_ms: int,
+    gap_ms: int,
+    retention_days: int,
+) -> _User | None:
+    recs = surviving_records(records, now_ms=now_ms, retention_days=retention_days).get(
+        (app_id, user_id)
+    )
+    if not recs or all(r["type"] == "command" for r in recs):
+        return None
+    return _User(app_id, user_id, recs, gap_ms)
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+def sessionize(interactions: list[dict], gap_ms: int) -> list[list[dict]]:
+    """Split interactions (sorted by (ts, event_id)) where the gap to the previous one is
+    greater than gap_ms.  Returns sessions oldest first, each a list oldest first."""
+    sessions: list[list[dict]] = []
+    previous_ms: int | None = None
+    for rec in interactions:
+        ts = to_ms(rec["timestamp"])
+        if previous_ms is None or ts - previous_ms > gap_ms:
+            sessions.append([])
+        sessions[-1].append(rec)
+        previous_ms = ts
+    return sessions
+
+
+def _session_start(session: list[dict]) -> int:
+    return to_ms(session[0]["timestamp"])
+
+
+def _session_end(session: list[dict]) -> int:
+    return to_ms(session[-1]["timestamp"])
+
+
+def _session_duration_ms(session: list[dict]) -> int:
+    return _session_end(session) - _session_start(session)
+
+
+def _breakdown_item(rec: dict) -> dict:
+    kind = rec["type"]
+    page = _context_page(rec)
+    if kind == "track":
+        name = rec["name"]
+    elif kind == "page":
+        name = page_key(rec["url"])
+        page = name
+    elif kind == "feedback":
+        name = rec["survey_id"]
+    else:  # content
+        name = rec.get("content_name") or rec["content_id"]
+    return {"type": kind, "name": name, "page": page, "at": fmt_ms(to_ms(rec["timestamp"]))}
+
+
+def _session_item(session: list[dict]) -> dict:
+    return {
+        "started_at": fmt_ms(_session_start(session)),
+        "ended_at": fmt_ms(_session_end(session)),
+        "duration_seconds": _session_duration_ms(session) / 1000,
+        "events": len(session),
+        "breakdown": [_breakdown_item(rec) for rec in session],
+    }
+
+
+# --------------------------------------------------------------------------- overview
+
+
+def _ranked(counts: Counter, label: str, search: str | None) -> list[dict]:
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    if search is None:
+        items = items[:10]
+    else:
+        needle = search.lower()
+        items = [(k, c) for k, c in items if needle in k.lower()]
+    return [{label: k, "count": c} for k, c in items]
+
+
+def _average_seconds(durations_ms: list[int]) -> float:
+    """Mean in seconds rounded to 3 decimals (exact arithmetic, ties to even); 0.0 if empty."""
+    if not durations_ms:
+        return 0.0
+    mean_seconds = Fraction(sum(durations_ms), len(durations_ms) * 1000)
+    return float(round(mean_seconds, 3))
+
+
+def _overview(user: _User, frm: str | None, to: str | None, search: str | None) -> dict:
+    event_counts: Counter = Counter()
+    page_counts: Counter = Counter()
+    for rec in user.interactions:
+        if not in_period(day_of(to_ms(rec["timestamp"])), frm, to):
+            continue
+        if rec["type"] == "track":
+            event_counts[rec["name"]] += 1
+        elif rec["type"] == "page":
+            page_counts[page_key(rec["url"])] += 1
+    sessions = [s for s in user.sessions if in_period(day_of(_session_start(s)), frm, to)]
+    return {
+        "from": frm,
+        "to": to,
+        "total_events": sum(event_counts.values()),
+        "sessions": len(sessions),
+        "avg_session_seconds": _average_seconds([_session_duration_ms(s) for s in sessions]),
+        "top_events": _ranked(event_counts, "name", search),
+        "top_pages": _ranked(page_counts, "page", search),
+    }
+
+
+# --------------------------------------------------------------------------- public views
+
+
+def user_ids(
+    records: list[dict],
+    *,
+    now_ms: int,
+    gap_ms: int = DEFAULT_GAP_MS,
+    retention_days: int = DEFAULT_RETENTION_DAYS,
+) -> set[tuple[str, str]]:
+    """(app_id, user_id) of every existing user: one with a surviving non-command record."""
+    del gap_ms  # sessions play no part in existence
+    survivors = surviving_records(records, now_ms=now_ms, retention_days=retention_days)
+    return {user for user, recs in survivors.items() if any(r["type"] != "command" for r in recs)}
+
+
+def user_view(
+    records: list[dict],
+    app_id: str,
+    user_id: str,
+    *,
+    now_ms: int,
+    frm: str | None = None,
+    to: str | None = None,
+    search: str | None = None,
+    gap_ms: int = DEFAULT_GAP_MS,
+    retention_days: int = DEFAULT_RETENTION_DAYS,
+) -> dict | None:
+    """The ``profiles user`` JSON (DESIGN §4), or None when the user does not exist."""
+    user = _load_user(records, app_id, user_id, now_ms, gap_ms, retention_days)
+    if user is None:
+        return None
+
+    # traits: LWW per key, identifies oldest first so later ones overwrite
+    properties: dict[str, Any] = {}
+    company: dict | None = None
+    for rec in user.identifies:
+        for key, value in (rec.get("traits") or {}).items():
+            properties[key] = value
+        if rec.get("company") is not None:
+            company = rec["company"]
+
+    created_at = properties.get("created_at")
+    signed_up_at = fmt_ms(to_ms(created_at)) if created_at is not None else None
+
+    # auto properties: per context field, LWW over interactions carrying it non-null
+    auto_properties: dict[str, Any] = {}
+    for rec in user.interactions:
+        ctx = _context(rec)
+        for field in CONTEXT_FIELDS:
+            if ctx.get(field) is not None:
+                auto_properties[field] = ctx[field]
+
+    country = properties.get("country")
+    if country is None:
+        country = auto_properties.get("country")
+
+    interaction_ms = [to_ms(r["timestamp"]) for r in user.interactions]
+
+    excluded = False
+    content_reset_ms: int | None = None
+    for cmd in user.commands:  # oldest first by (issued_at, command_id)
+        if cmd["command"] == "exclude":
+            excluded = True
+        elif cmd["command"] == "include":
+            excluded = False
+        elif cmd["command"] == "reset_content":
+            content_reset_ms = to_ms(cmd["issued_at"])
+
+    nps_latest = None
+    for rec in user.interactions:
+        if rec["type"] == "feedback" and rec["survey_type"] == "nps":
+            nps_latest = rec.get("score")
+
+    return {
+        "app_id": app_id,
+        "user_id": user_id,
+        "name": properties.get("name"),
+        "email": properties.get("email"),
+        "country": country,
+        "company_id": company["id"] if company is not None else None,
+        "company_name": company.get("name") if company is not None else None,
+        "signed_up_at": signed_up_at,
+        "first_seen_at": fmt_ms(min(interaction_ms)) if interaction_ms else None,
+        "last_seen_at": fmt_ms(max(interaction_ms)) if interaction_ms else None,
+        "total_sessions": len(user.sessions),
+        "excluded": excluded,
+        "content_reset_at": fmt_ms(content_reset_ms) if content_reset_ms is not None else None,
+        "properties": properties,
+        "auto_properties": auto_properties,
+        "segments": [],
+        "nps_latest": nps_latest,
+        "overview": _overview(user, frm, to, search),
+    }
+
+
+def sessions_view(
+    records: list[dict],
+    app_id: str,
+    user_id: str,
+    *,
+    now_ms: int,
+    frm: str | None = None,
+    to: str | None = None,
+    limit: int | None = None,
+    gap_ms: int = DEFAULT_GAP_MS,
+    retention_days: int = DEFAULT_RETENTION_DAYS,
+) -> list | None:
+    """The ``profiles sessions`` JSON: sessions starting in the period, newest first."""
+    user = _load_user(records, app_id, user_id, now_ms, gap_ms, retention_days)
+    if user is None:
+        return None
+    chosen = [s for s in user.sessions if in_period(day_of(_session_start(s)), frm, to)]
+    chosen.sort(key=_session_start, reverse=True)
+    if limit is not None:
+        chosen = chosen[:limit]
+    return [_session_item(s) for s in chosen]
+
+
+def sentiment_view(
+    records: list[dict],
+    app_id: str,
+    user_id: str,
+    *,
+    now_ms: int,
+    frm: str | None = None,
+    to: str | None = None,
+    gap_ms: int = DEFAULT_GAP_MS,
+    retention_days: int = DEFAULT_RETENTION_DAYS,
+) -> list | None:
+    """The ``profiles sentiment`` JSON: feedback responses in the period, newest first."""
+    user = _load_user(records, app_id, user_id, now_ms, gap_ms, retention_days)
+    if user is None:
+        return None
+    feedback = [
+        r
+        for r in user.interactions
+        if r["type"] == "feedback" and in_period(day_of(to_ms(r["timestamp"])), frm, to)
+    ]
+    feedback.sort(key=_event_order, reverse=True)
+    return [
+        {
+            "survey_id": r["survey_id"],
+            "survey_type": r["survey_type"],
+            "question": r.get("question"),
+            "score": r.get("score"),
+            "answer": r.get("answer"),
+            "page": _context_page(r),
+            "responded_at": fmt_ms(to_ms(r["timestamp"])),
+        }
+        for r in feedback
+    ]
+
+
+_ACTION_STATUS = {
+    "seen": "seen",
+    "started": "in_progress",
+    "step_completed": "in_progress",
+    "clicked": "in_progress",
+    "dismissed": "dismissed",
+}
+
+
+def engagement_view(
+    records: list[dict],
+    app_id: str,
+    user_id: str,
+    *,
+    now_ms: int,
+    gap_ms: int = DEFAULT_GAP_MS,
+    retention_days: int = DEFAULT_RETENTION_DAYS,
+) -> list | None:
+    """The ``profiles engagement`` JSON: one item per content_id."""
+    user = _load_user(records, app_id, user_id, now_ms, gap_ms, retention_days)
+    if user is None:
+        return None
+
+    reset_times = [to_ms(c["issued_at"]) for c in user.commands if c["command"] == "reset_content"]
+    reset_ms = max(reset_times) if reset_times else None
+
+    by_content: dict[str, list[dict]] = {}
+    for rec in user.interactions:  # oldest first
+        if rec["type"] == "content":
+            by_content.setdefault(rec["content_id"], []).append(rec)
+
+    items = []
+    for content_id, events in by_content.items():
+        latest = events[-1]
+        content_name = None
+        for rec in events:
+            if rec.get("content_name"):
+                content_name = rec["content_name"]
+
+        counted = [r for r in events if reset_ms is None or to_ms(r["timestamp"]) > reset_ms]
+        if not counted:
+            status = "not_started"
+        elif any(r["action"] == "completed" for r in counted):
+            status = "completed"
+        else:
+            status = _ACTION_STATUS[counted[-1]["action"]]
+        steps = sorted(
+            {
+                r["step"]
+                for r in counted
+                if r["action"] == "step_completed" and r.get("step") is not None
+            }
+        )
+
+        items.append(
+            {
+                "content_id": content_id,
+                "content_type": latest["content_type"],
+                "content_name": content_name,
+                "last_action": latest["action"],
+                "last_action_at": fmt_ms(to_ms(latest["timestamp"])),
+                "last_page": _context_page(latest),
+                "interactions": len(events),
+                "status": status,
+                "steps_completed": steps,
+                "_last_ms": to_ms(latest["timestamp"]),
+            }
+        )
+
+    items.sort(key=lambda item: (-item["_last_ms"], item["content_id"]))
+    for item in items:
+        del item["_last_ms"]
+    return items
