@@ -79,16 +79,45 @@ def compact(record: Record) -> tuple[str, str, list[Any]]:
     if isinstance(record, Track):
         return "i", record.event_id, [ts, "track", record.name, None, None, None, None, ctx]
     if isinstance(record, Page):
-        return "i", record.event_id, [ts, "page", page_key(record.url), record.title,
-                                      None, None, None, ctx]
+        return (
+            "i",
+            record.event_id,
+            [ts, "page", page_key(record.url), record.title, None, None, None, ctx],
+        )
     if isinstance(record, Feedback):
-        return "i", record.event_id, [ts, "feedback", record.survey_id, record.survey_type,
-                                      record.question, record.score, record.answer, ctx]
-    return "i", record.event_id, [ts, "content", record.content_id, record.content_type,
-                                  record.content_name, record.action, record.step, ctx]
+        return (
+            "i",
+            record.event_id,
+            [
+                ts,
+                "feedback",
+                record.survey_id,
+                record.survey_type,
+                record.question,
+                record.score,
+                record.answer,
+                ctx,
+            ],
+        )
+    return (
+        "i",
+        record.event_id,
+        [
+            ts,
+            "content",
+            record.content_id,
+            record.content_type,
+            record.content_name,
+            record.action,
+            record.step,
+            ctx,
+        ],
+    )
 
 
-def apply(state: UserState, records: list[Record], *, now_ms: int, retention_days: int) -> UserState:
+def apply(
+    state: UserState, records: list[Record], *, now_ms: int, retention_days: int
+) -> UserState:
     """Fold records into a new state: set union by id, then erase what deletes and retention drop.
 
     Two different records with one id are a client bug; the one with the smaller encoding is
@@ -112,9 +141,7 @@ def apply(state: UserState, records: list[Record], *, now_ms: int, retention_day
     new.interactions = {k: v for k, v in new.interactions.items() if v[0] >= floor}
     new.identifies = {k: v for k, v in new.identifies.items() if v[0] >= floor}
     if until is not None:
-        new.commands = {
-            k: v for k, v in new.commands.items() if v[1] == "delete" or v[0] > until
-        }
+        new.commands = {k: v for k, v in new.commands.items() if v[1] == "delete" or v[0] > until}
     return new
 
 
@@ -126,7 +153,9 @@ def _ctx_page(ctx: dict[str, str] | None) -> str | None:
     return page_key(url) if url else None
 
 
-def sessions_of(rows: list[tuple[str, list[Any]]], gap_ms: int) -> list[list[tuple[str, list[Any]]]]:
+def sessions_of(
+    rows: list[tuple[str, list[Any]]], gap_ms: int
+) -> list[list[tuple[str, list[Any]]]]:
     """Interactions sorted by (ts, event_id), split wherever the gap exceeds gap_ms."""
     sessions: list[list[tuple[str, list[Any]]]] = []
     last_ts: int | None = None
@@ -271,10 +300,19 @@ def _engagement(rows: list[tuple[str, list[Any]]], reset_at: int | None) -> list
         else:
             status = "not_started"
         steps = sorted({e[6] for e in after if e[5] == "step_completed" and e[6] is not None})
-        out.append([
-            content_id, latest[3], names[-1] if names else None, latest[5], latest[0],
-            _ctx_page(latest[7]), len(events), status, steps,
-        ])
+        out.append(
+            [
+                content_id,
+                latest[3],
+                names[-1] if names else None,
+                latest[5],
+                latest[0],
+                _ctx_page(latest[7]),
+                len(events),
+                status,
+                steps,
+            ]
+        )
     out.sort(key=lambda item: (-item[4], item[0]))
     return out
 

@@ -1,13 +1,13 @@
 """The reader library downstream services import: §4 shapes straight from Redis.
 
-    from projections.reader import Reader
-    reader = Reader.from_url("redis://127.0.0.1:6379/0", namespace="ps")
-    reader.user("app-1", "user-42", frm="2026-11-01", to="2026-11-28")
+from projections.reader import Reader
+reader = Reader.from_url("redis://127.0.0.1:6379/0", namespace="ps")
+reader.user("app-1", "user-42", frm="2026-11-01", to="2026-11-28")
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
@@ -19,8 +19,16 @@ class NotFound(LookupError):
     """The user or company does not exist (or was deleted)."""
 
 
+class Hashes(Protocol):
+    """What the reader needs of its store: redis.Redis and store.MemoryHashes both fit."""
+
+    def hget(self, name: str, key: str) -> Any: ...
+
+    def hmget(self, name: str, keys: list[str]) -> Any: ...
+
+
 class Reader:
-    def __init__(self, client: redis.Redis, namespace: str = "ps") -> None:
+    def __init__(self, client: Hashes, namespace: str = "ps") -> None:
         self._r = client
         self.namespace = namespace
 

@@ -39,8 +39,9 @@ def plan(
     if not fresh:
         return None
     state = UserState.from_bytes(stored.get(keys.STATE))
-    new_state = apply(state, [p.record for p in fresh], now_ms=now_ms,
-                      retention_days=config.retention_days)
+    new_state = apply(
+        state, [p.record for p in fresh], now_ms=now_ms, retention_days=config.retention_days
+    )
     new = encode_fields(project(new_state, config.gap_ms))
     new[keys.STATE] = new_state.to_bytes()
     for p in fresh:

@@ -109,3 +109,17 @@ class MemoryStore:
             current[keys.VERSION] = str(version + 1).encode()
             out.append(True)
         return out
+
+
+class MemoryHashes:
+    """Read access to a MemoryStore in the shape of redis.Redis (hget/hmget), for the reader."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._data = store.data
+
+    def hget(self, name: str, key: str) -> bytes | None:
+        return self._data.get(name, {}).get(key)
+
+    def hmget(self, name: str, keys: list[str]) -> list[bytes | None]:
+        fields = self._data.get(name, {})
+        return [fields.get(k) for k in keys]

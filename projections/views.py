@@ -52,7 +52,9 @@ def overview(
     }
 
 
-def user(app_id: str, user_id: str, header: dict[str, Any], overview_block: dict[str, Any]) -> dict[str, Any]:
+def user(
+    app_id: str, user_id: str, header: dict[str, Any], overview_block: dict[str, Any]
+) -> dict[str, Any]:
     h = header
     return {
         "app_id": app_id,
@@ -101,15 +103,17 @@ def sentiment(rows: list[list[Any]], frm: str | None, to: str | None) -> list[di
     for at, survey_id, survey_type, question, score, answer, page in reversed(rows):
         day = format_ms(at)[:10]
         if (frm is None or day >= frm) and (to is None or day <= to):
-            out.append({
-                "survey_id": survey_id,
-                "survey_type": survey_type,
-                "question": question,
-                "score": score,
-                "answer": answer,
-                "page": page,
-                "responded_at": ts(at),
-            })
+            out.append(
+                {
+                    "survey_id": survey_id,
+                    "survey_type": survey_type,
+                    "question": question,
+                    "score": score,
+                    "answer": answer,
+                    "page": page,
+                    "responded_at": ts(at),
+                }
+            )
     return out
 
 

@@ -47,7 +47,13 @@ def decode_bytes(raw: bytes, limits: Limits) -> dict[str, Any]:
             )
         except UnicodeDecodeError as exc:
             raise Rejected("invalid_utf8", str(exc)[:200]) from None
-        except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, RecursionError) as exc:
+        except (
+            ValueError,
+            TypeError,
+            msgpack.ExtraData,
+            msgpack.FormatError,
+            RecursionError,
+        ) as exc:
             raise Rejected("invalid_msgpack", str(exc)[:200] or type(exc).__name__) from None
         except Exception as exc:  # msgpack raises a few undocumented kinds on garbage
             raise Rejected("invalid_msgpack", f"{type(exc).__name__}: {exc}"[:200]) from None
@@ -67,7 +73,10 @@ def check_shape(obj: Any, limits: Limits, depth: int = 1, path: str = "") -> Non
         for key, value in obj.items():
             if not isinstance(key, str):
                 raise Rejected("invalid_key", f"non-string key at {path or '/'}")
-            if len(key) > limits.max_string_bytes // 4 and len(key.encode()) > limits.max_string_bytes:
+            if (
+                len(key) > limits.max_string_bytes // 4
+                and len(key.encode()) > limits.max_string_bytes
+            ):
                 raise Rejected("string_too_long", f"key at {path or '/'}")
             check_shape(value, limits, depth + 1, f"{path}/{key}")
     elif isinstance(obj, list):
@@ -77,8 +86,10 @@ def check_shape(obj: Any, limits: Limits, depth: int = 1, path: str = "") -> Non
             check_shape(value, limits, depth + 1, f"{path}/{i}")
     elif isinstance(obj, str):
         if len(obj) > limits.max_string_bytes // 4 and len(obj.encode()) > limits.max_string_bytes:
-            raise Rejected("string_too_long", f"{len(obj.encode())} bytes > "
-                           f"{limits.max_string_bytes} at {path}")
+            raise Rejected(
+                "string_too_long",
+                f"{len(obj.encode())} bytes > {limits.max_string_bytes} at {path}",
+            )
     elif isinstance(obj, float) and obj != obj:
         raise Rejected("invalid_number", f"NaN at {path}")
 
@@ -97,11 +108,14 @@ def validate(obj: dict[str, Any], limits: Limits, now_ms: int) -> Record:
         raise Rejected("invalid_field", f"{where}: {first['msg']}"[:300]) from None
     at = record.issued_at if isinstance(record, Command) else record.timestamp
     if at > limits.newest_ms(now_ms):
-        raise Rejected("timestamp_in_future", f"{at} is more than "
-                       f"{limits.max_future_hours} h ahead of {now_ms}")
+        raise Rejected(
+            "timestamp_in_future",
+            f"{at} is more than {limits.max_future_hours} h ahead of {now_ms}",
+        )
     if at < limits.oldest_ms(now_ms):
-        raise Rejected("timestamp_too_old", f"{at} is older than the retention of "
-                       f"{limits.retention_days} days")
+        raise Rejected(
+            "timestamp_too_old", f"{at} is older than the retention of {limits.retention_days} days"
+        )
     return record
 
 

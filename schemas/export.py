@@ -8,8 +8,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas.models import (
-    CompanyDelta,
     Command,
+    CompanyDelta,
     Content,
     DeadLetter,
     Feedback,

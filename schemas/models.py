@@ -35,16 +35,22 @@ def _country(value: str) -> str:
 
 
 AppId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
-UserId = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_no_control)]
-EventId = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_no_control)]
+UserId = Annotated[
+    str, StringConstraints(min_length=1, max_length=256), AfterValidator(_no_control)
+]
+EventId = Annotated[
+    str, StringConstraints(min_length=1, max_length=128), AfterValidator(_no_control)
+]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 EpochMs = Annotated[
     int,
     BeforeValidator(parse_timestamp),
-    WithJsonSchema({
-        "anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}],
-        "description": "RFC 3339 with an offset, or integer epoch milliseconds",
-    }),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}],
+            "description": "RFC 3339 with an offset, or integer epoch milliseconds",
+        }
+    ),
 ]
 Scalar = str | int | float | bool | None
 FlatMap = dict[str, Scalar]

@@ -33,16 +33,18 @@ def _credentials(settings: Settings) -> Any:
 
 def dead_letter(reason: str, detail: str, message: Any) -> bytes:
     """The DLQ record (schemas.models.DeadLetter) for one consumed message."""
-    return encode({
-        "reason": reason,
-        "detail": detail,
-        "topic": message.topic,
-        "partition": message.partition,
-        "offset": message.offset,
-        "key": message.key,
-        "value": message.value if message.value is not None else b"",
-        "failed_at": int(time.time() * 1000),
-    })
+    return encode(
+        {
+            "reason": reason,
+            "detail": detail,
+            "topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+            "key": message.key,
+            "value": message.value if message.value is not None else b"",
+            "failed_at": int(time.time() * 1000),
+        }
+    )
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -64,17 +66,12 @@ def build_app(settings: Settings) -> faust.App:
     dlq = app.topic(topics.dlq, key_type=bytes, value_type=bytes)
     config = FoldConfig(gap_ms=settings.gap_ms, retention_days=settings.retention_days)
     limits = settings.limits
-    state: dict[str, Any] = {}
-
-    @app.on_startup.connect
-    async def _connect(app: faust.App, **kwargs: Any) -> None:
-        password = settings.redis_password.get_secret_value() if settings.redis_password else None
-        client = aioredis.Redis.from_url(settings.redis_url, password=password)
-        state["store"] = RedisStore(client)
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
 
     # concurrency=1: faust-streaming can commit past an unfinished message otherwise (#606).
     @app.agent(source, concurrency=1)
-    async def users(stream: faust.StreamT) -> None:
+    async def users(stream: faust.Stream) -> None:
+        store = RedisStore(aioredis.Redis.from_url(settings.redis_url, password=password))
         async for events in stream.take_events(settings.batch_size, settings.batch_seconds):
             now_ms = int(time.time() * 1000)
             good: list[Positioned] = []
@@ -85,9 +82,13 @@ def build_app(settings: Settings) -> faust.App:
                     record = decode(msg.value or b"", limits, now_ms)
                     expected = topics.for_type(record.type)
                     if msg.topic != expected:
-                        raise Rejected("wrong_topic", f"a {record.type} record belongs on {expected}")
+                        raise Rejected(
+                            "wrong_topic", f"a {record.type} record belongs on {expected}"
+                        )
                 except Rejected as exc:
-                    dead.append(dlq.send(key=msg.key, value=dead_letter(exc.reason, exc.detail, msg)))
+                    dead.append(
+                        dlq.send(key=msg.key, value=dead_letter(exc.reason, exc.detail, msg))
+                    )
                     continue
                 good.append(Positioned(record, msg.topic, msg.partition, msg.offset))
             if dead:
@@ -96,7 +97,6 @@ def build_app(settings: Settings) -> faust.App:
                 await asyncio.gather(*sent)
                 log.warning("dead-lettered %d of %d records", len(dead), len(events))
             if good:
-                await apply_batch(state["store"], settings.namespace, good,
-                                  now_ms=now_ms, config=config)
+                await apply_batch(store, settings.namespace, good, now_ms=now_ms, config=config)
 
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -49,8 +50,12 @@ def day_option(name: str) -> Callable[[Any], Any]:
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None
 
-    return click.option(name, "frm" if name == "--from" else "to", callback=check,
-                        help="inclusive UTC day, YYYY-MM-DD")
+    return click.option(
+        name,
+        "frm" if name == "--from" else "to",
+        callback=check,
+        help="inclusive UTC day, YYYY-MM-DD",
+    )
 
 
 def emit(value: Any, as_json: bool, table: Callable[[Any], None]) -> None:
@@ -98,8 +103,10 @@ def publish(file: Any, as_json: bool) -> None:
         click.echo(f"... and {len(report.rejected) - 50} more rejected lines", err=True)
     asyncio.run(send_records(good, cfg, report, as_json=as_json))
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report.sent.items()))
-    click.echo(f"published {sum(report.sent.values())} records ({counts or 'none'}); "
-               f"rejected {len(report.rejected)}")
+    click.echo(
+        f"published {sum(report.sent.values())} records ({counts or 'none'}); "
+        f"rejected {len(report.rejected)}"
+    )
     if report.rejected:
         sys.exit(1)
 
@@ -114,11 +121,15 @@ def status(as_json: bool) -> None:
 
     def table(s: dict[str, Any]) -> None:
         for group in s["groups"]:
-            click.echo(f"group {group['group']}: lag {group['lag']}, processed {group['processed']}")
+            click.echo(
+                f"group {group['group']}: lag {group['lag']}, processed {group['processed']}"
+            )
             for row in group["partitions"]:
                 if row["end"]:
-                    click.echo(f"  {row['topic']}[{row['partition']}] "
-                               f"committed {row['committed']} end {row['end']} lag {row['lag']}")
+                    click.echo(
+                        f"  {row['topic']}[{row['partition']}] "
+                        f"committed {row['committed']} end {row['end']} lag {row['lag']}"
+                    )
         click.echo(f"dlq: {s['dlq']} records")
 
     emit(result, as_json, table)
@@ -150,14 +161,22 @@ def wait(timeout: float) -> None:
 @click.option("--duplicates", default=0.0, show_default=True, help="fraction of records repeated")
 @click.option("--shuffle", is_flag=True, help="out of order")
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), default="-")
-def generate(users: int, days: int, seed: int, commands: bool, duplicates: float,
-             shuffle: bool, out: str) -> None:
+def generate(
+    users: int, days: int, seed: int, commands: bool, duplicates: float, shuffle: bool, out: str
+) -> None:
     """Write a realistic demo data set as JSON lines (event times end now)."""
     from streams.generate import generate as make
     from streams.generate import write_jsonl
 
-    records = make(users=users, days=days, seed=seed, commands=commands, duplicates=duplicates,
-                   shuffle=shuffle, end_ms=int(time.time() * 1000))
+    records = make(
+        users=users,
+        days=days,
+        seed=seed,
+        commands=commands,
+        duplicates=duplicates,
+        shuffle=shuffle,
+        end_ms=int(time.time() * 1000),
+    )
     if out == "-":
         write_jsonl(records, sys.stdout)
     else:
@@ -197,12 +216,15 @@ def read(call: Callable[[Reader], Any]) -> Any:
 @day_option("--to")
 @click.option("--search", help="case-insensitive substring of event names and pages")
 @click.option("--json", "as_json", is_flag=True)
-def user(app_id: str, user_id: str, frm: str | None, to: str | None, search: str | None,
-         as_json: bool) -> None:
+def user(
+    app_id: str, user_id: str, frm: str | None, to: str | None, search: str | None, as_json: bool
+) -> None:
     """A user's profile: header, properties and the overview of a period."""
     from streams.tables import user_table
 
-    emit(read(lambda r: r.user(app_id, user_id, frm=frm, to=to, search=search)), as_json, user_table)
+    emit(
+        read(lambda r: r.user(app_id, user_id, frm=frm, to=to, search=search)), as_json, user_table
+    )
 
 
 @main.command()
@@ -212,13 +234,17 @@ def user(app_id: str, user_id: str, frm: str | None, to: str | None, search: str
 @day_option("--to")
 @click.option("--limit", type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True)
-def sessions(app_id: str, user_id: str, frm: str | None, to: str | None, limit: int | None,
-             as_json: bool) -> None:
+def sessions(
+    app_id: str, user_id: str, frm: str | None, to: str | None, limit: int | None, as_json: bool
+) -> None:
     """A user's sessions with their event breakdown, newest first."""
     from streams.tables import sessions_table
 
-    emit(read(lambda r: r.sessions(app_id, user_id, frm=frm, to=to, limit=limit)), as_json,
-         sessions_table)
+    emit(
+        read(lambda r: r.sessions(app_id, user_id, frm=frm, to=to, limit=limit)),
+        as_json,
+        sessions_table,
+    )
 
 
 @main.command()
@@ -247,6 +273,8 @@ def engagement(app_id: str, user_id: str, as_json: bool) -> None:
 
 def run() -> None:
     """Entry point: known failures are one line and a non-zero exit, never a traceback."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)  # retries it recovers from itself
     try:
         main(standalone_mode=True)
     except (redis.ConnectionError, KafkaConnectionError) as exc:

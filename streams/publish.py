@@ -12,7 +12,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from schemas.codec import Rejected, encode, validate
-from streams.kafka import client_options
+from streams.kafka import client_options, ensure_topics
 from streams.settings import Settings
 from streams.topics import Topics, record_key
 
@@ -23,7 +23,9 @@ class PublishReport:
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
 
 
-def check_lines(lines: Iterable[str], settings: Settings) -> tuple[list[dict[str, Any]], PublishReport]:
+def check_lines(
+    lines: Iterable[str], settings: Settings
+) -> tuple[list[dict[str, Any]], PublishReport]:
     """Parse and validate every line; what is invalid is reported by line and never sent."""
     report = PublishReport()
     good = []
@@ -48,11 +50,20 @@ def check_lines(lines: Iterable[str], settings: Settings) -> tuple[list[dict[str
     return good, report
 
 
-async def send_records(records: list[dict[str, Any]], settings: Settings, report: PublishReport,
-                       *, as_json: bool = False) -> None:
+async def send_records(
+    records: list[dict[str, Any]],
+    settings: Settings,
+    report: PublishReport,
+    *,
+    as_json: bool = False,
+) -> None:
     topics = Topics(settings.topic_prefix)
+    await ensure_topics(settings)  # never let broker auto-creation pick the partition count
     producer = AIOKafkaProducer(
-        **client_options(settings), acks="all", enable_idempotence=True, linger_ms=5,
+        **client_options(settings),
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
         max_batch_size=256 * 1024,
     )
     await producer.start()
@@ -61,7 +72,9 @@ async def send_records(records: list[dict[str, Any]], settings: Settings, report
         for obj in records:
             value = json.dumps(obj, ensure_ascii=False).encode() if as_json else encode(obj)
             topic = topics.for_type(obj["type"])
-            pending.append(await producer.send(topic, value, key=record_key(obj["app_id"], obj["user_id"])))
+            pending.append(
+                await producer.send(topic, value, key=record_key(obj["app_id"], obj["user_id"]))
+            )
             report.sent[obj["type"]] += 1
             if len(pending) >= 10_000:
                 for fut in pending:

@@ -24,20 +24,20 @@ class Settings(BaseSettings):
     redis_password: SecretStr | None = None
 
     topic_prefix: str = "profiles."
-    namespace: str = Field("ps", pattern=r"^[A-Za-z0-9_-]{1,32}$")
-    partitions: int = Field(8, ge=1)
+    namespace: str = Field(default="ps", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    partitions: int = Field(default=8, ge=1)
     group_id: str = "profiles-worker"
     datadir: str = ".services/faust"
 
-    session_gap_minutes: float = Field(30, gt=0)
-    retention_days: int = Field(400, ge=1)
+    session_gap_minutes: float = Field(default=30, gt=0)
+    retention_days: int = Field(default=400, ge=1)
     max_keys: int = 256
     max_string_bytes: int = 8 * 1024
     max_record_bytes: int = 64 * 1024
     max_future_hours: int = 24
 
-    batch_size: int = Field(2000, ge=1)
-    batch_seconds: float = Field(0.2, gt=0)
+    batch_size: int = Field(default=2000, ge=1)
+    batch_seconds: float = Field(default=0.2, gt=0)
 
     @cached_property
     def limits(self) -> Limits:

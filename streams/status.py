@@ -6,6 +6,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from streams.kafka import client_options
 from streams.settings import Settings
@@ -22,36 +23,44 @@ async def pipeline_status(settings: Settings) -> dict[str, Any]:
     try:
         existing = set(await admin.list_topics())
         watched = [t for t in [*topics.sources, topics.dlq] if t in existing]
+        described = await admin.describe_topics(watched) if watched else []
         tps = [
-            TopicPartition(t, p)
-            for t in watched
-            for p in sorted(consumer.partitions_for_topic(t) or ())
+            TopicPartition(d["topic"], part["partition"])
+            for d in described
+            for part in sorted(d["partitions"], key=lambda x: x["partition"])
         ]
         ends = await consumer.end_offsets(tps) if tps else {}
         begins = await consumer.beginning_offsets(tps) if tps else {}
         groups = []
         for group in (settings.group_id,):
-            committed = await admin.list_consumer_group_offsets(group)
+            try:
+                committed = await admin.list_consumer_group_offsets(group)
+            except KafkaError:  # the group has not been created yet: nothing committed
+                committed = {}
             rows = []
             for tp in tps:
                 if tp.topic == topics.dlq:
                     continue
                 meta = committed.get(tp)
                 position = meta.offset if meta is not None and meta.offset >= 0 else begins[tp]
-                rows.append({
-                    "topic": tp.topic,
-                    "partition": tp.partition,
-                    "committed": position,
-                    "end": ends[tp],
-                    "lag": max(0, ends[tp] - position),
-                    "processed": max(0, position - begins[tp]),
-                })
-            groups.append({
-                "group": group,
-                "lag": sum(r["lag"] for r in rows),
-                "processed": sum(r["processed"] for r in rows),
-                "partitions": rows,
-            })
+                rows.append(
+                    {
+                        "topic": tp.topic,
+                        "partition": tp.partition,
+                        "committed": position,
+                        "end": ends[tp],
+                        "lag": max(0, ends[tp] - position),
+                        "processed": max(0, position - begins[tp]),
+                    }
+                )
+            groups.append(
+                {
+                    "group": group,
+                    "lag": sum(r["lag"] for r in rows),
+                    "processed": sum(r["processed"] for r in rows),
+                    "partitions": rows,
+                }
+            )
         dlq = sum(ends[tp] - begins[tp] for tp in tps if tp.topic == topics.dlq)
         return {"groups": groups, "dlq": dlq, "lag": sum(g["lag"] for g in groups)}
     finally:

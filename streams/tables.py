@@ -16,23 +16,32 @@ def _kv(rows: list[tuple[str, Any]]) -> None:
 def user_table(u: dict[str, Any]) -> None:
     flag = "  [excluded]" if u["excluded"] else ""
     click.echo(f"{u['name'] or u['user_id']}  ({u['app_id']} / {u['user_id']}){flag}")
-    _kv([
-        ("email", u["email"]),
-        ("country", u["country"]),
-        ("company", u["company_name"] or u["company_id"]),
-        ("signed up", u["signed_up_at"] or (f"first seen {u['first_seen_at']}"
-                                            if u["first_seen_at"] else None)),
-        ("last seen", u["last_seen_at"]),
-        ("sessions", u["total_sessions"]),
-        ("nps", u["nps_latest"]),
-        ("segments", ", ".join(u["segments"]) or None),
-    ])
+    _kv(
+        [
+            ("email", u["email"]),
+            ("country", u["country"]),
+            ("company", u["company_name"] or u["company_id"]),
+            (
+                "signed up",
+                u["signed_up_at"]
+                or (f"first seen {u['first_seen_at']}" if u["first_seen_at"] else None),
+            ),
+            ("last seen", u["last_seen_at"]),
+            ("sessions", u["total_sessions"]),
+            ("nps", u["nps_latest"]),
+            ("segments", ", ".join(u["segments"]) or None),
+        ]
+    )
     o = u["overview"]
     period = f"{o['from'] or 'start'} .. {o['to'] or 'now'}"
-    click.echo(f"overview {period}: {o['total_events']} events, {o['sessions']} sessions, "
-               f"avg {o['avg_session_seconds']:.1f} s")
-    for title, items, label in (("top events", o["top_events"], "name"),
-                                ("top pages", o["top_pages"], "page")):
+    click.echo(
+        f"overview {period}: {o['total_events']} events, {o['sessions']} sessions, "
+        f"avg {o['avg_session_seconds']:.1f} s"
+    )
+    for title, items, label in (
+        ("top events", o["top_events"], "name"),
+        ("top pages", o["top_pages"], "page"),
+    ):
         click.echo(f"  {title}:")
         for item in items:
             click.echo(f"    {item['count']:>6}  {item[label]}")
@@ -53,8 +62,10 @@ def sessions_table(rows: list[dict[str, Any]]) -> None:
 def sentiment_table(rows: list[dict[str, Any]]) -> None:
     for f in rows:
         score = "" if f["score"] is None else f"score {f['score']}"
-        click.echo(f"{f['responded_at']}  {f['survey_type']:<6}  {f['survey_id']}  {score}  "
-                   f"{f['answer'] or ''}".rstrip())
+        click.echo(
+            f"{f['responded_at']}  {f['survey_type']:<6}  {f['survey_id']}  {score}  "
+            f"{f['answer'] or ''}".rstrip()
+        )
     if not rows:
         click.echo("no responses in this period")
 
@@ -62,7 +73,9 @@ def sentiment_table(rows: list[dict[str, Any]]) -> None:
 def engagement_table(rows: list[dict[str, Any]]) -> None:
     for e in rows:
         steps = f" steps {e['steps_completed']}" if e["steps_completed"] else ""
-        click.echo(f"{e['content_type']:<9}  {e['content_name'] or e['content_id']:<28}  "
-                   f"{e['status']:<11}  last {e['last_action']} at {e['last_action_at']}{steps}")
+        click.echo(
+            f"{e['content_type']:<9}  {e['content_name'] or e['content_id']:<28}  "
+            f"{e['status']:<11}  last {e['last_action']} at {e['last_action_at']}{steps}"
+        )
     if not rows:
         click.echo("no content interactions")

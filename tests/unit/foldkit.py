@@ -1,0 +1,69 @@
+"""Fold records through the real step and read them back through the real reader, in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+from projections.reader import NotFound, Reader
+from projections.step import FoldConfig, Positioned, apply_batch
+from projections.store import MemoryHashes, MemoryStore
+from schemas.codec import validate
+from schemas.limits import Limits
+
+NS = "t"
+
+
+def fold(
+    records: list[dict[str, Any]],
+    *,
+    now_ms: int,
+    batches: list[list[int]] | None = None,
+    config: FoldConfig | None = None,
+) -> Reader:
+    """Validate and apply records in the given batches (lists of indexes) to a fresh store.
+
+    Each record gets its own offset on one partition per type, as Kafka would give it; a
+    batch index repeated means the record is delivered again at the same offset.
+    """
+    config = config or FoldConfig()
+    store = MemoryStore()
+    positioned = [
+        Positioned(validate(r, Limits(), now_ms), f"src.{r['type']}", 0, i)
+        for i, r in enumerate(records)
+    ]
+    for batch in batches or [list(range(len(records)))]:
+        asyncio.run(
+            apply_batch(store, NS, [positioned[i] for i in batch], now_ms=now_ms, config=config)
+        )
+    return Reader(MemoryHashes(store), NS)
+
+
+def views(reader: Reader, app: str, user: str, **period: Any) -> dict[str, Any] | None:
+    search = period.pop("search", None)
+    try:
+        return {
+            "user": reader.user(app, user, search=search, **period),
+            "sessions": reader.sessions(app, user, **period),
+            "sentiment": reader.sentiment(app, user, **period),
+            "engagement": reader.engagement(app, user),
+        }
+    except NotFound:
+        return None
+
+
+def random_batches(n: int, rng: random.Random, redeliver: float = 0.2) -> list[list[int]]:
+    """A delivery of n records: Kafka order per partition is kept by offset, but batches are
+    split anywhere and some prefixes are delivered again (a crash before the commit)."""
+    order = list(range(n))
+    batches: list[list[int]] = []
+    i = 0
+    while i < n:
+        size = rng.randint(1, max(1, n // 3))
+        batches.append(order[i : i + size])
+        if rng.random() < redeliver:
+            start = rng.randint(0, i)
+            batches.append(order[start : i + size])
+        i += size
+    return batches
