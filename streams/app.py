@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 import faust
 import redis.asyncio as aioredis
 
-from projections.step import FoldConfig, Positioned, apply_batch
+from projections.step import FoldConfig, apply_batch
 from projections.store import RedisStore
-from schemas.codec import Rejected, decode, encode
+from streams.ingest import triage
 from streams.settings import Settings
 from streams.topics import Topics
 
@@ -29,22 +29,6 @@ def _credentials(settings: Settings) -> Any:
             ssl_context=None,
         )
     return None
-
-
-def dead_letter(reason: str, detail: str, message: Any) -> bytes:
-    """The DLQ record (schemas.models.DeadLetter) for one consumed message."""
-    return encode(
-        {
-            "reason": reason,
-            "detail": detail,
-            "topic": message.topic,
-            "partition": message.partition,
-            "offset": message.offset,
-            "key": message.key,
-            "value": message.value if message.value is not None else b"",
-            "failed_at": int(time.time() * 1000),
-        }
-    )
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -70,33 +54,25 @@ def build_app(settings: Settings) -> faust.App:
 
     # concurrency=1: faust-streaming can commit past an unfinished message otherwise (#606).
     @app.agent(source, concurrency=1)
-    async def users(stream: faust.Stream) -> None:
+    async def users(stream: faust.StreamT) -> None:
         store = RedisStore(aioredis.Redis.from_url(settings.redis_url, password=password))
-        async for events in stream.take_events(settings.batch_size, settings.batch_seconds):
+        async for events in cast(faust.Stream, stream).take_events(
+            settings.batch_size, settings.batch_seconds
+        ):
             now_ms = int(time.time() * 1000)
-            good: list[Positioned] = []
-            dead = []
-            for event in events:
-                msg = event.message
-                try:
-                    record = decode(msg.value or b"", limits, now_ms)
-                    expected = topics.for_type(record.type)
-                    if msg.topic != expected:
-                        raise Rejected(
-                            "wrong_topic", f"a {record.type} record belongs on {expected}"
-                        )
-                except Rejected as exc:
-                    dead.append(
-                        dlq.send(key=msg.key, value=dead_letter(exc.reason, exc.detail, msg))
-                    )
-                    continue
-                good.append(Positioned(record, msg.topic, msg.partition, msg.offset))
+            good, dead = triage((e.message for e in events), topics, limits, now_ms)
             if dead:
                 # Delivered before the batch is acked: a crash here redelivers, never drops.
-                sent = await asyncio.gather(*dead)
+                sent = await asyncio.gather(*(dlq.send(key=m.key, value=v) for m, v in dead))
                 await asyncio.gather(*sent)
                 log.warning("dead-lettered %d of %d records", len(dead), len(events))
-            if good:
-                await apply_batch(store, settings.namespace, good, now_ms=now_ms, config=config)
+            while good:
+                try:
+                    await apply_batch(store, settings.namespace, good, now_ms=now_ms, config=config)
+                    break
+                except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                    # Not acked yet: keep the batch and try again when Redis is back.
+                    log.error("redis unavailable (%s); retrying the batch in 1 s", exc)
+                    await asyncio.sleep(1)
 
     return app
