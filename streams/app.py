@@ -45,6 +45,8 @@ def build_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.consumer_session_timeout_seconds,
+        broker_heartbeat_interval=1.0,
     )
     source = app.topic(*topics.sources, key_type=bytes, value_type=bytes)
     dlq = app.topic(topics.dlq, key_type=bytes, value_type=bytes)

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     max_record_bytes: int = 64 * 1024
     max_future_hours: int = 24
 
+    # A killed worker's partitions move to the others after this long without a heartbeat.
+    consumer_session_timeout_seconds: float = Field(default=10, ge=6)
     batch_size: int = Field(default=2000, ge=1)
     batch_seconds: float = Field(default=0.2, gt=0)
 

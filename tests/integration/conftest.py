@@ -49,14 +49,18 @@ class Pipeline:
 
     @property
     def settings(self) -> Settings:
-        keys = {k[len("PROFILES_") :].lower(): v for k, v in self.env.items()
-                if k.startswith("PROFILES_")}
+        keys = {
+            k[len("PROFILES_") :].lower(): v
+            for k, v in self.env.items()
+            if k.startswith("PROFILES_")
+        }
         return Settings(**keys)
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         log = open(self.tmp / f"worker-{len(self.workers)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen([PROFILES, "worker"], env=self.env, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=self.tmp)
+        proc = subprocess.Popen(
+            [PROFILES, "worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp
+        )
         self.workers.append(proc)
         return proc
 
@@ -78,8 +82,13 @@ class Pipeline:
     def publish_file(self, records: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
         path = self.tmp / f"publish-{uuid.uuid4().hex[:6]}.jsonl"
         path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-        return subprocess.run([PROFILES, "publish", str(path)], env=self.env, text=True,
-                              capture_output=True, timeout=300)
+        return subprocess.run(
+            [PROFILES, "publish", str(path)],
+            env=self.env,
+            text=True,
+            capture_output=True,
+            timeout=300,
+        )
 
     def status(self) -> dict[str, Any]:
         return asyncio.run(pipeline_status(self.settings))

@@ -22,8 +22,15 @@ def pack(obj: Any) -> bytes:
 
 
 def track(user: str, eid: str, **extra: Any) -> dict[str, Any]:
-    return {"type": "track", "app_id": "dlq-app", "user_id": user, "event_id": eid,
-            "timestamp": int(time.time() * 1000) - 60_000, "name": "Clicked", **extra}
+    return {
+        "type": "track",
+        "app_id": "dlq-app",
+        "user_id": user,
+        "event_id": eid,
+        "timestamp": int(time.time() * 1000) - 60_000,
+        "name": "Clicked",
+        **extra,
+    }
 
 
 BAD: list[tuple[str, str, bytes]] = [  # (topic type, expected reason, value)
@@ -32,17 +39,42 @@ BAD: list[tuple[str, str, bytes]] = [  # (topic type, expected reason, value)
     ("page", "not_a_map", pack([1, 2, 3])),
     ("track", "invalid_field", pack(track("u1", "bad-type", name=123))),
     ("track", "record_too_large", pack(track("u1", "big", properties={"x": "y" * 70_000}))),
-    ("track", "timestamp_in_future", pack({**track("u1", "future"),
-                                           "timestamp": int(time.time() * 1000) + 3 * 86_400_000})),
+    (
+        "track",
+        "timestamp_in_future",
+        pack({**track("u1", "future"), "timestamp": int(time.time() * 1000) + 3 * 86_400_000}),
+    ),
     ("track", "unknown_type", pack({**track("u1", "odd"), "type": "purchase"})),
-    ("track", "wrong_topic", pack({"type": "identify", "app_id": "dlq-app", "user_id": "u1",
-                                   "event_id": "idf", "timestamp": int(time.time() * 1000),
-                                   "traits": {}})),
+    (
+        "track",
+        "wrong_topic",
+        pack(
+            {
+                "type": "identify",
+                "app_id": "dlq-app",
+                "user_id": "u1",
+                "event_id": "idf",
+                "timestamp": int(time.time() * 1000),
+                "traits": {},
+            }
+        ),
+    ),
     ("track", "invalid_utf8", b"\x81\xa4name\xa2\xff\xfe"),
-    ("feedback", "invalid_field", pack({"type": "feedback", "app_id": "dlq-app",
-                                        "user_id": "u1", "event_id": "nps-no-score",
-                                        "timestamp": int(time.time() * 1000),
-                                        "survey_id": "s", "survey_type": "nps"})),
+    (
+        "feedback",
+        "invalid_field",
+        pack(
+            {
+                "type": "feedback",
+                "app_id": "dlq-app",
+                "user_id": "u1",
+                "event_id": "nps-no-score",
+                "timestamp": int(time.time() * 1000),
+                "survey_id": "s",
+                "survey_type": "nps",
+            }
+        ),
+    ),
     ("track", "too_deep", pack({**track("u1", "deep"), "properties": {"a": {"b": {"c": [1]}}}})),
     ("track", "string_too_long", pack(track("u1", "long", name="n" * 9000))),
 ]
@@ -59,13 +91,16 @@ async def produce(settings: Any) -> tuple[dict[tuple[str, int, int], str], int]:
     try:
         for i, (kind, reason, value) in enumerate(BAD):
             key = record_key("dlq-app", "u1")
-            await producer.send_and_wait(topics.for_type("track"),
-                                         pack(track("u1", f"good-{i}")), key=key)
+            await producer.send_and_wait(
+                topics.for_type("track"), pack(track("u1", f"good-{i}")), key=key
+            )
             meta = await producer.send_and_wait(topics.for_type(kind), value, key=key)
             where[(meta.topic, meta.partition, meta.offset)] = reason
-            await producer.send_and_wait(topics.for_type("track"),
-                                         json.dumps(track("u2", f"good-json-{i}")).encode(),
-                                         key=record_key("dlq-app", "u2"))
+            await producer.send_and_wait(
+                topics.for_type("track"),
+                json.dumps(track("u2", f"good-json-{i}")).encode(),
+                key=record_key("dlq-app", "u2"),
+            )
             good += 2
     finally:
         await producer.stop()
@@ -73,8 +108,12 @@ async def produce(settings: Any) -> tuple[dict[tuple[str, int, int], str], int]:
 
 
 async def read_dlq(settings: Any, count: int) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(Topics(settings.topic_prefix).dlq, **client_options(settings),
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        Topics(settings.topic_prefix).dlq,
+        **client_options(settings),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     out: list[dict[str, Any]] = []
     try:

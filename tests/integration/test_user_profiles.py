@@ -18,8 +18,7 @@ pytestmark = pytest.mark.integration
 
 def dataset(seed: int) -> tuple[list[dict[str, Any]], int]:
     end_ms = int(time.time() * 1000)
-    records = generate(users=220, days=21, end_ms=end_ms, seed=seed, duplicates=0.05,
-                       shuffle=True)
+    records = generate(users=220, days=21, end_ms=end_ms, seed=seed, duplicates=0.05, shuffle=True)
     return records, end_ms
 
 
@@ -28,25 +27,33 @@ def compare_every_user(pipeline: Any, records: list[dict[str, Any]], now_ms: int
     assert len(users) >= 200
     days = sorted({ref.day_of(ref.record_ms(r)) for r in records})
     frm, to = days[len(days) // 3], days[2 * len(days) // 3]
+    by_user: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:  # the reference filters by user itself; grouping first only saves time
+        by_user.setdefault((r["app_id"], r["user_id"]), []).append(r)
     mismatches = []
     for app, user in users:
+        mine = by_user[(app, user)]
         expected = {
-            "user": ref.user_view(records, app, user, now_ms=now_ms),
-            "user-period": ref.user_view(records, app, user, now_ms=now_ms, frm=frm, to=to,
-                                         search="e"),
-            "sessions": ref.sessions_view(records, app, user, now_ms=now_ms),
-            "sessions-period": ref.sessions_view(records, app, user, now_ms=now_ms, frm=frm,
-                                                 to=to, limit=3),
-            "sentiment": ref.sentiment_view(records, app, user, now_ms=now_ms),
-            "engagement": ref.engagement_view(records, app, user, now_ms=now_ms),
+            "user": ref.user_view(mine, app, user, now_ms=now_ms),
+            "user-period": ref.user_view(
+                mine, app, user, now_ms=now_ms, frm=frm, to=to, search="e"
+            ),
+            "sessions": ref.sessions_view(mine, app, user, now_ms=now_ms),
+            "sessions-period": ref.sessions_view(
+                mine, app, user, now_ms=now_ms, frm=frm, to=to, limit=3
+            ),
+            "sentiment": ref.sentiment_view(mine, app, user, now_ms=now_ms),
+            "engagement": ref.engagement_view(mine, app, user, now_ms=now_ms),
         }
         actual = {
             "user": pipeline.cli_json("user", app, user),
-            "user-period": pipeline.cli_json("user", app, user, "--from", frm, "--to", to,
-                                             "--search", "e"),
+            "user-period": pipeline.cli_json(
+                "user", app, user, "--from", frm, "--to", to, "--search", "e"
+            ),
             "sessions": pipeline.cli_json("sessions", app, user),
-            "sessions-period": pipeline.cli_json("sessions", app, user, "--from", frm, "--to",
-                                                 to, "--limit", "3"),
+            "sessions-period": pipeline.cli_json(
+                "sessions", app, user, "--from", frm, "--to", to, "--limit", "3"
+            ),
             "sentiment": pipeline.cli_json("sentiment", app, user),
             "engagement": pipeline.cli_json("engagement", app, user),
         }
@@ -77,13 +84,21 @@ def test_sigkill_during_ingest_loses_and_doubles_nothing(pipeline: Any) -> None:
     worker = pipeline.start_worker()
     publisher = threading.Thread(target=pipeline.publish_file, args=(records,))
     publisher.start()
-    kills = 0
-    while kills < 3:
-        time.sleep(rng.uniform(1.5, 5.0))  # random moments: starting up, mid-batch, idle
+    lag_at_kill = []
+    processed = 0
+    for _ in range(3):
+        deadline = time.monotonic() + 120
+        while pipeline.status()["groups"][0]["processed"] <= processed:  # wait for progress
+            assert time.monotonic() < deadline, "the worker made no progress"
+            time.sleep(0.2)
+        time.sleep(rng.uniform(0.0, 1.0))  # then a random moment inside the ingest
         pipeline.kill(worker)
-        kills += 1
+        status = pipeline.status()
+        processed = status["groups"][0]["processed"]
+        lag_at_kill.append(status["lag"])
         worker = pipeline.start_worker()
     publisher.join()
     status = pipeline.wait_idle()
+    assert all(lag > 0 for lag in lag_at_kill), f"a kill came after the ingest: {lag_at_kill}"
     assert status["groups"][0]["processed"] == len(records)
     compare_every_user(pipeline, records, now_ms)
