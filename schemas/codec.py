@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import msgpack
@@ -73,10 +74,7 @@ def check_shape(obj: Any, limits: Limits, depth: int = 1, path: str = "") -> Non
         for key, value in obj.items():
             if not isinstance(key, str):
                 raise Rejected("invalid_key", f"non-string key at {path or '/'}")
-            if (
-                len(key) > limits.max_string_bytes // 4
-                and len(key.encode()) > limits.max_string_bytes
-            ):
+            if _utf8_len(key, path) > limits.max_string_bytes:
                 raise Rejected("string_too_long", f"key at {path or '/'}")
             check_shape(value, limits, depth + 1, f"{path}/{key}")
     elif isinstance(obj, list):
@@ -85,13 +83,23 @@ def check_shape(obj: Any, limits: Limits, depth: int = 1, path: str = "") -> Non
         for i, value in enumerate(obj):
             check_shape(value, limits, depth + 1, f"{path}/{i}")
     elif isinstance(obj, str):
-        if len(obj) > limits.max_string_bytes // 4 and len(obj.encode()) > limits.max_string_bytes:
-            raise Rejected(
-                "string_too_long",
-                f"{len(obj.encode())} bytes > {limits.max_string_bytes} at {path}",
-            )
-    elif isinstance(obj, float) and obj != obj:
-        raise Rejected("invalid_number", f"NaN at {path}")
+        size = _utf8_len(obj, path)
+        if size > limits.max_string_bytes:
+            raise Rejected("string_too_long", f"{size} bytes > {limits.max_string_bytes} at {path}")
+    elif isinstance(obj, float) and not math.isfinite(obj):
+        raise Rejected("invalid_number", f"{obj} at {path}")
+    elif isinstance(obj, int) and not isinstance(obj, bool) and not _INT_MIN <= obj <= _INT_MAX:
+        raise Rejected("invalid_number", f"integer out of the 64-bit range at {path}")
+
+
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what msgpack can carry
+
+
+def _utf8_len(text: str, path: str) -> int:
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate from a JSON \ud800 escape
+        raise Rejected("invalid_utf8", f"a lone surrogate at {path or '/'}") from None
 
 
 def validate(obj: dict[str, Any], limits: Limits, now_ms: int) -> Record:

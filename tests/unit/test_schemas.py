@@ -820,7 +820,7 @@ def test_binary_values_are_rejected() -> None:
 # --------------------------------------------------------------------------- known bugs
 
 
-def test_bug_json_lone_surrogate_in_long_string_raises_instead_of_rejected() -> None:
+def test_json_lone_surrogate_in_long_string_is_rejected() -> None:
     """A JSON `\\ud800` escape gives a str that cannot be UTF-8 encoded; in a long string the
     shape check calls .encode() and UnicodeEncodeError escapes decode() (triage then reports
     `decoder_error`). It must be a Rejected (invalid_utf8 is what the msgpack path says)."""
@@ -844,7 +844,7 @@ def test_bug_json_lone_surrogate_in_long_string_raises_instead_of_rejected() -> 
         ("content", {"step": 2**64}),
     ],
 )
-def test_bug_json_integer_beyond_msgpack_range_is_accepted(kind: str, over: dict) -> None:
+def test_json_integer_beyond_msgpack_range_is_rejected(kind: str, over: dict) -> None:
     """JSON ints are unbounded, msgpack's are -2**63..2**64-1. decode() accepts such a JSON
     record, and the fold then fails to store it (msgpack OverflowError in UserState.to_bytes),
     so one bad record breaks its user's step instead of going to the DLQ."""
