@@ -7,6 +7,7 @@ every view is then derived from that state alone.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -330,3 +331,55 @@ def changes(old: dict[str, bytes], new: dict[str, bytes]) -> tuple[dict[str, byt
     to_set = {k: v for k, v in new.items() if old.get(k) != v}
     to_del = [k for k in old if k not in new]
     return to_set, to_del
+
+
+# ---- what a user gives to its companies ----------------------------------------------------
+
+
+def contributions(state: UserState, fields: dict[str, Any]) -> dict[str, list[Any]]:
+    """company_id -> [facts, member, days]: this user's whole part in each company (§3).
+
+    facts:  what this user's identifies say of the company, each as [ts, event_id, value] so
+            the company side can take the last writer across users: {"name", "created_at",
+            "traits": {key: [ts, event_id, value]}}; from every identify that carries it.
+    member: the users-tab row, only for the user's current company.
+    days:   the per-day figures, only for the current company and only when not excluded.
+    """
+    if not fields:
+        return {}
+    out: dict[str, list[Any]] = {}
+    for eid, (ts, _traits, comp) in sorted(
+        state.identifies.items(), key=lambda kv: (kv[1][0], kv[0])
+    ):
+        if comp is None:
+            continue
+        company_id, name, created_at, traits = comp
+        facts = out.setdefault(
+            company_id, [{"name": None, "created_at": None, "traits": {}}, None, {}]
+        )[0]
+        if name is not None:
+            facts["name"] = [ts, eid, name]
+        if created_at is not None:
+            facts["created_at"] = [ts, eid, created_at]
+        for key, value in traits.items():
+            facts["traits"][key] = [ts, eid, value]
+    header = fields["h"]
+    current = header["company_id"]
+    if current is not None:
+        part = out[current]
+        part[1] = {
+            "name": header["name"],
+            "email": header["email"],
+            "first_seen_at": header["first_seen_at"],
+            "last_seen_at": header["last_seen_at"],
+            "total_sessions": header["total_sessions"],
+            "excluded": header["excluded"],
+        }
+        if not header["excluded"]:
+            part[2] = {d: fields["d:" + d] for d in header["days"]}
+    return out
+
+
+def digest(value: Any) -> str:
+    """A short fingerprint of a value, to send a company only what changed."""
+    return hashlib.blake2b(_pack(value), digest_size=10).hexdigest()

@@ -15,11 +15,27 @@ User hash `{ns}:{app}:u:{<user>}` fields (values msgpack):
   en           engagement items, in read order
   _st          the fold's state (the user's surviving records, compact)
   _f:T:P       fence: last applied offset of source topic T, partition P
+  _co          {company_id: digest} of what this user last sent to each company
   _v           version, bumped by every write (optimistic concurrency)
+
+Company hash `{ns}:{app}:c:{<company>}` fields (values msgpack):
+  h            header: name, sign-up, properties (LWW over the identifies naming it),
+               first/last seen, total sessions, users count (non-excluded members), days
+  d:YYYY-MM-DD per-day figures summed over the non-excluded current members
+  u            the users tab: every current member, last seen first
+  m:<user>     a member's latest contribution [user-step version, facts, member, days]
+  _f:T:P, _v   fence and version, as for users
+
+Users index `{ns}:{app}:ix:{sort}:{bucket}` (sorted sets of score 0, 16 buckets by user):
+  sort `last_seen` / `signed_up`: members `<inverted time, 14 digits>:<user as UTF-8 hex>`, so their
+  lexicographic order is newest first, nulls last, then user id; sort `id`: `0:<user>`, the
+  stable order exports resume in. A hint for listing: the header is the truth.
 """
 
 from __future__ import annotations
 
+import zlib
+from typing import Any
 from urllib.parse import quote, unquote
 
 STATE = "_st"
@@ -30,6 +46,9 @@ FEEDBACK = "fb"
 ENGAGEMENT = "en"
 DAY_PREFIX = "d:"
 SESSIONS_PREFIX = "s:"
+MEMBER_PREFIX = "m:"
+COMPANY_USERS = "u"
+CONTRIBUTED = "_co"
 
 
 def escape(part: str) -> str:
@@ -43,6 +62,55 @@ def unescape(part: str) -> str:
 
 def user(namespace: str, app_id: str, user_id: str) -> str:
     return f"{namespace}:{escape(app_id)}:u:{{{escape(user_id)}}}"
+
+
+def company(namespace: str, app_id: str, company_id: str) -> str:
+    return f"{namespace}:{escape(app_id)}:c:{{{escape(company_id)}}}"
+
+
+def company_pattern(namespace: str, app_id: str) -> str:
+    return f"{namespace}:{escape(app_id)}:c:{{*}}"
+
+
+INDEX_SORTS = ("last_seen", "signed_up", "id")
+_SORT_FIELDS = {"last_seen": "last_seen_at", "signed_up": "signed_up_at"}
+INDEX_BUCKETS = 16
+_NEVER = 10**14 - 1
+
+
+def users_index(namespace: str, app_id: str, sort: str, bucket: int) -> str:
+    return f"{namespace}:{escape(app_id)}:ix:{sort}:{bucket}"
+
+
+def index_bucket(user_id: str) -> int:
+    return zlib.crc32(user_id.encode("utf-8", "surrogatepass")) % INDEX_BUCKETS
+
+
+def index_member(ms: int | None, user_id: str) -> str:
+    """Lexicographic order of these strings = time newest first, nulls last, then user id."""
+    inverted = _NEVER if ms is None else 10**13 - ms
+    return f"{inverted:014d}:{_ordered(user_id)}"
+
+
+def _ordered(user_id: str) -> str:
+    # Hex of the UTF-8 bytes: inert in a key, and its byte order is the ids' code point order.
+    return user_id.encode().hex()
+
+
+def index_user(member: str) -> str:
+    return bytes.fromhex(member.split(":", 1)[1]).decode()
+
+
+def index_members(header: dict[str, Any], user_id: str) -> dict[str, str]:
+    """The entry a user with this header has in each users index ("id" is a stable order)."""
+    out = {sort: index_member(header[name], user_id) for sort, name in _SORT_FIELDS.items()}
+    out["id"] = id_member(user_id)
+    return out
+
+
+def id_member(user_id: str) -> str:
+    """The user's entry in the `id` index, also the export cursor that resumes after it."""
+    return f"0:{_ordered(user_id)}"
 
 
 def user_pattern(namespace: str, app_id: str) -> str:

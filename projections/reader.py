@@ -26,6 +26,10 @@ class Hashes(Protocol):
 
     def hmget(self, name: str, keys: list[str]) -> Any: ...
 
+    def zrangebylex(self, name: str, min: str, max: str, start: int, num: int) -> Any: ...
+
+    def pipeline(self, transaction: bool = ...) -> Any: ...
+
 
 class Reader:
     def __init__(self, client: Hashes, namespace: str = "ps") -> None:
@@ -60,7 +64,17 @@ class Reader:
         key, header = self._header(app_id, user_id)
         days = views.days_in(header["days"], frm, to)
         figures = self._fields(key, [keys.DAY_PREFIX + d for d in days])
+        company = self._company_name(app_id, header["company_id"])
+        if company is not None:
+            header = {**header, "company_name": company}
         return views.user(app_id, user_id, header, views.overview(figures, frm, to, search))
+
+    def _company_name(self, app_id: str, company_id: str | None) -> str | None:
+        """The company's own name (last writer over every identify naming it), if known yet."""
+        if company_id is None:
+            return None
+        raw = self._r.hget(keys.company(self.namespace, app_id, company_id), keys.HEADER)
+        return None if raw is None else decode_field(raw)["name"]
 
     def sessions(
         self,
@@ -86,3 +100,92 @@ class Reader:
         key, _header = self._header(app_id, user_id)
         rows = self._fields(key, [keys.ENGAGEMENT])
         return views.engagement(rows[0] if rows else [])
+
+    # ---- companies ---------------------------------------------------------------------------
+
+    def _company_header(self, app_id: str, company_id: str) -> tuple[str, dict[str, Any]]:
+        key = keys.company(self.namespace, app_id, company_id)
+        raw = self._r.hget(key, keys.HEADER)
+        if raw is None:
+            raise NotFound(f"company {company_id!r} of app {app_id!r} not found")
+        return key, decode_field(raw)
+
+    def company(
+        self,
+        app_id: str,
+        company_id: str,
+        *,
+        frm: str | None = None,
+        to: str | None = None,
+        search: str | None = None,
+    ) -> dict[str, Any]:
+        key, header = self._company_header(app_id, company_id)
+        days = views.days_in(header["days"], frm, to)
+        figures = self._fields(key, [keys.DAY_PREFIX + d for d in days])
+        return views.company(app_id, company_id, header, views.overview(figures, frm, to, search))
+
+    def company_users(self, app_id: str, company_id: str) -> list[dict[str, Any]]:
+        key, _header = self._company_header(app_id, company_id)
+        rows = self._fields(key, [keys.COMPANY_USERS])
+        return views.company_users(rows[0] if rows else [])
+
+    # ---- the app's users -------------------------------------------------------------------
+
+    def users(
+        self, app_id: str, *, sort: str = "last_seen", limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the app's users, newest first; returns (rows, cursor of the next page).
+
+        The index is a hint written before each user step; an entry is only listed when the
+        user's header agrees with it, so a crash between the two never shows a stale row.
+        """
+        if sort not in keys.INDEX_SORTS:
+            raise ValueError(f"sort is one of {', '.join(keys.INDEX_SORTS)}")
+        rows: list[dict[str, Any]] = []
+        after = cursor
+        while len(rows) < limit:
+            members = self._index_page(app_id, sort, after, limit - len(rows))
+            if not members:
+                return rows, None
+            headers = self._headers(app_id, [keys.index_user(m) for m in members])
+            names = self._company_names(app_id, {h["company_id"] for _u, h in headers if h})
+            for member, (user_id, header) in zip(members, headers, strict=True):
+                if header is not None and keys.index_members(header, user_id)[sort] == member:
+                    name = names.get(header["company_id"])
+                    if name is not None:
+                        header = {**header, "company_name": name}
+                    rows.append(views.users_row(user_id, header))
+            after = members[-1]
+        return rows, after
+
+    def _company_names(self, app_id: str, company_ids: set[str | None]) -> dict[str, str]:
+        wanted = sorted(c for c in company_ids if c is not None)
+        pipe = self._r.pipeline(transaction=False)
+        for company_id in wanted:
+            pipe.hget(keys.company(self.namespace, app_id, company_id), keys.HEADER)
+        found = zip(wanted, pipe.execute(), strict=True) if wanted else []
+        return {
+            c: decode_field(raw)["name"]
+            for c, raw in found
+            if raw is not None and decode_field(raw)["name"] is not None
+        }
+
+    def _index_page(self, app_id: str, sort: str, after: str | None, count: int) -> list[str]:
+        low = "-" if after is None else "(" + after
+        merged: list[str] = []
+        for bucket in range(keys.INDEX_BUCKETS):
+            key = keys.users_index(self.namespace, app_id, sort, bucket)
+            merged += [
+                m.decode() if isinstance(m, bytes) else m
+                for m in self._r.zrangebylex(key, low, "+", 0, count)
+            ]
+        return sorted(merged)[:count]
+
+    def _headers(self, app_id: str, user_ids: list[str]) -> list[tuple[str, dict[str, Any] | None]]:
+        pipe = self._r.pipeline(transaction=False)
+        for user_id in user_ids:
+            pipe.hget(keys.user(self.namespace, app_id, user_id), keys.HEADER)
+        return [
+            (user_id, None if raw is None else decode_field(raw))
+            for user_id, raw in zip(user_ids, pipe.execute(), strict=True)
+        ]

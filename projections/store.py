@@ -41,6 +41,15 @@ class Write:
     to_delete: list[str]
 
 
+@dataclass(frozen=True)
+class IndexOp:
+    """Move one user's entry in one users-index sorted set (remove and/or add)."""
+
+    key: str
+    remove: str | None
+    add: str | None
+
+
 def version_of(fields: dict[str, bytes]) -> int:
     raw = fields.get(keys.VERSION)
     return int(raw) if raw else 0
@@ -53,6 +62,10 @@ class Store(Protocol):
 
     async def commit(self, writes: list[Write]) -> list[bool]:
         """Apply each write if its entity is still at the expected version; one round trip."""
+        ...
+
+    async def index(self, ops: list[IndexOp]) -> None:
+        """Apply users-index moves (idempotent); one round trip."""
         ...
 
 
@@ -85,12 +98,22 @@ class RedisStore:
         results = await pipe.execute()
         return [r != -1 for r in results]
 
+    async def index(self, ops: list[IndexOp]) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for op in ops:
+            if op.remove is not None:
+                pipe.zrem(op.key, op.remove)
+            if op.add is not None:
+                pipe.zadd(op.key, {op.add: 0})
+        await pipe.execute()
+
 
 class MemoryStore:
     """The same contract in a dict, for unit tests of the fold and the step."""
 
     def __init__(self) -> None:
         self.data: dict[str, dict[str, bytes]] = {}
+        self.sets: dict[str, set[str]] = {}
 
     async def load(self, entity_keys: list[str]) -> list[dict[str, bytes]]:
         return [dict(self.data.get(k, {})) for k in entity_keys]
@@ -110,12 +133,21 @@ class MemoryStore:
             out.append(True)
         return out
 
+    async def index(self, ops: list[IndexOp]) -> None:
+        for op in ops:
+            members = self.sets.setdefault(op.key, set())
+            if op.remove is not None:
+                members.discard(op.remove)
+            if op.add is not None:
+                members.add(op.add)
+
 
 class MemoryHashes:
     """Read access to a MemoryStore in the shape of redis.Redis (hget/hmget), for the reader."""
 
     def __init__(self, store: MemoryStore) -> None:
         self._data = store.data
+        self._sets = store.sets
 
     def hget(self, name: str, key: str) -> bytes | None:
         return self._data.get(name, {}).get(key)
@@ -123,3 +155,30 @@ class MemoryHashes:
     def hmget(self, name: str, keys: list[str]) -> list[bytes | None]:
         fields = self._data.get(name, {})
         return [fields.get(k) for k in keys]
+
+    def pipeline(self, transaction: bool = False) -> _MemoryPipeline:
+        return _MemoryPipeline(self)
+
+    def zrangebylex(self, name: str, min: str, max: str, start: int, num: int) -> list[str]:
+        assert max == "+" and start == 0, "only what the reader asks"
+        members = sorted(self._sets.get(name, ()))
+        if min != "-":
+            members = [m for m in members if m > min[1:]]
+        return members[:num]
+
+
+class _MemoryPipeline:
+    """Queues reader calls and answers them together, like a redis-py pipeline."""
+
+    def __init__(self, hashes: MemoryHashes) -> None:
+        self._hashes = hashes
+        self._calls: list[Any] = []
+
+    def hget(self, name: str, key: str) -> None:
+        self._calls.append(lambda: self._hashes.hget(name, key))
+
+    def zrangebylex(self, name: str, min: str, max: str, start: int, num: int) -> None:
+        self._calls.append(lambda: self._hashes.zrangebylex(name, min, max, start, num))
+
+    def execute(self) -> list[Any]:
+        return [call() for call in self._calls]

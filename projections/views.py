@@ -132,3 +132,51 @@ def engagement(items: list[list[Any]]) -> list[dict[str, Any]]:
         }
         for cid, ctype, name, action, at, page, count, status, steps in items
     ]
+
+
+def company(
+    app_id: str, company_id: str, header: dict[str, Any], overview_block: dict[str, Any]
+) -> dict[str, Any]:
+    h = header
+    return {
+        "app_id": app_id,
+        "company_id": company_id,
+        "name": h["name"],
+        "signed_up_at": ts(h["signed_up_at"]),
+        "first_seen_at": ts(h["first_seen_at"]),
+        "last_seen_at": ts(h["last_seen_at"]),
+        "total_sessions": h["total_sessions"],
+        "users_count": h["users_count"],
+        "properties": h["properties"],
+        "segments": h.get("segments", []),
+        "overview": overview_block,
+    }
+
+
+def company_users(rows: list[list[Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "user_id": user_id,
+            "name": name,
+            "email": email,
+            "last_seen_at": ts(last_seen),
+            "total_sessions": sessions,
+            "excluded": excluded,
+        }
+        for user_id, name, email, last_seen, sessions, excluded in rows
+    ]
+
+
+def users_row(user_id: str, h: dict[str, Any]) -> dict[str, Any]:
+    """A row of the app's users list."""
+    return {
+        "user_id": user_id,
+        "name": h["name"],
+        "email": h["email"],
+        "company_id": h["company_id"],
+        "company_name": h["company_name"],
+        "signed_up_at": ts(h["signed_up_at"]),
+        "last_seen_at": ts(h["last_seen_at"]),
+        "total_sessions": h["total_sessions"],
+        "excluded": h["excluded"],
+    }

@@ -12,8 +12,6 @@ from pydantic import ValidationError
 from schemas.limits import Limits
 from schemas.models import RECORD_ADAPTER, Command, Record
 
-_MAX_DEPTH = 4  # a record is a map of flat maps; anything deeper is not ours
-
 
 class Rejected(Exception):
     """A record that cannot be accepted; `reason` is machine-readable, `detail` human."""
@@ -66,8 +64,8 @@ def decode_bytes(raw: bytes, limits: Limits) -> dict[str, Any]:
 
 def check_shape(obj: Any, limits: Limits, depth: int = 1, path: str = "") -> None:
     """Limits on nesting, map sizes and string lengths, before the schema looks at it."""
-    if depth > _MAX_DEPTH:
-        raise Rejected("too_deep", f"nesting deeper than {_MAX_DEPTH} at {path or '/'}")
+    if depth > limits.max_depth:
+        raise Rejected("too_deep", f"nesting deeper than {limits.max_depth} at {path or '/'}")
     if isinstance(obj, dict):
         if len(obj) > limits.max_keys:
             raise Rejected("too_many_keys", f"{len(obj)} keys > {limits.max_keys} at {path or '/'}")

@@ -15,6 +15,7 @@ class Limits:
     max_record_bytes: int = 64 * 1024
     max_future_hours: int = 24
     retention_days: int = 400
+    max_depth: int = 4  # a record is a map of flat maps; anything deeper is not ours
 
     def oldest_ms(self, now_ms: int) -> int:
         """Event times before this are past the retention and are not kept."""

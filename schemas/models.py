@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -176,10 +176,11 @@ class DeadLetter(_Model):
 
 
 class CompanyDelta(_Model):
-    """A change of one user's contribution to one company, keyed by company on its topic.
+    """One user's whole contribution to one company (profiles.company-deltas, keyed by company).
 
-    `delta_id` is deterministic (source topic-partition-offset of the user step and the
-    company), so the company side can fence on it and a redelivered delta changes nothing.
+    Absolute, not incremental: it replaces the user's previous contribution when its
+    `version` (the user step's) is at least the stored one, so redelivery changes nothing.
+    `delta_id` = app:user:version:company is deterministic for the same step.
     """
 
     type: Literal["company_delta"] = "company_delta"
@@ -187,5 +188,7 @@ class CompanyDelta(_Model):
     app_id: AppId
     company_id: str
     user_id: UserId
-    member: dict[str, Scalar] | None  # the user's row in the company's users tab; None = left
-    days: dict[str, dict[str, int | dict[str, int]]]  # per-day figures to add (may be negative)
+    version: int
+    facts: dict[str, Any] | None  # what the user's identifies say of the company (LWW triples)
+    member: dict[str, Any] | None  # the user's users-tab row; None when not a current member
+    days: dict[str, dict[str, Any]]  # per-day figures; {} when not counted

@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, cast
 
 import faust
 import redis.asyncio as aioredis
 
-from projections.step import FoldConfig, apply_batch
+from projections.step import FoldConfig, apply_batch, apply_company_batch
 from projections.store import RedisStore
+from schemas.codec import Rejected
+from streams.deltas import KafkaSink, decode_delta
+from streams.ingest import dead_letter as dead_letter_value
 from streams.ingest import triage
 from streams.settings import Settings
 from streams.topics import Topics
@@ -50,31 +55,72 @@ def build_app(settings: Settings) -> faust.App:
     )
     source = app.topic(*topics.sources, key_type=bytes, value_type=bytes)
     dlq = app.topic(topics.dlq, key_type=bytes, value_type=bytes)
+    deltas = app.topic(topics.company_deltas, key_type=bytes, value_type=bytes)
     config = FoldConfig(gap_ms=settings.gap_ms, retention_days=settings.retention_days)
     limits = settings.limits
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
 
+    sink = KafkaSink(deltas)
+
+    def connect() -> RedisStore:
+        return RedisStore(aioredis.Redis.from_url(settings.redis_url, password=password))
+
+    async def dead_letter(dead: list[tuple[Any, bytes]], total: int) -> None:
+        # Delivered before the batch is acked: a crash here redelivers, never drops.
+        sent = await asyncio.gather(*(dlq.send(key=m.key, value=v) for m, v in dead))
+        await asyncio.gather(*sent)
+        log.warning("dead-lettered %d of %d records", len(dead), total)
+
+    async def until_done(step: Callable[[], Awaitable[Any]]) -> None:
+        while True:
+            try:
+                await step()
+                return
+            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                # Not acked yet: keep the batch and try again when Redis is back.
+                log.error("redis unavailable (%s); retrying the batch in 1 s", exc)
+                await asyncio.sleep(1)
+
     # concurrency=1: faust-streaming can commit past an unfinished message otherwise (#606).
     @app.agent(source, concurrency=1)
     async def users(stream: faust.StreamT) -> None:
-        store = RedisStore(aioredis.Redis.from_url(settings.redis_url, password=password))
+        store = connect()
         async for events in cast(faust.Stream, stream).take_events(
             settings.batch_size, settings.batch_seconds
         ):
             now_ms = int(time.time() * 1000)
             good, dead = triage((e.message for e in events), topics, limits, now_ms)
             if dead:
-                # Delivered before the batch is acked: a crash here redelivers, never drops.
-                sent = await asyncio.gather(*(dlq.send(key=m.key, value=v) for m, v in dead))
-                await asyncio.gather(*sent)
-                log.warning("dead-lettered %d of %d records", len(dead), len(events))
-            while good:
+                await dead_letter(dead, len(events))
+            if good:
+                await until_done(
+                    partial(
+                        apply_batch,
+                        store,
+                        sink,
+                        settings.namespace,
+                        good,
+                        now_ms=now_ms,
+                        config=config,
+                    )
+                )
+
+    @app.agent(deltas, concurrency=1)
+    async def companies(stream: faust.StreamT) -> None:
+        store = connect()
+        async for events in cast(faust.Stream, stream).take_events(
+            settings.batch_size, settings.batch_seconds
+        ):
+            good, dead = [], []
+            for event in events:
+                m = event.message
                 try:
-                    await apply_batch(store, settings.namespace, good, now_ms=now_ms, config=config)
-                    break
-                except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
-                    # Not acked yet: keep the batch and try again when Redis is back.
-                    log.error("redis unavailable (%s); retrying the batch in 1 s", exc)
-                    await asyncio.sleep(1)
+                    good.append(decode_delta(m.value or b"", m.topic, m.partition, m.offset))
+                except Rejected as exc:
+                    dead.append((m, dead_letter_value(exc.reason, exc.detail, m)))
+            if dead:
+                await dead_letter(dead, len(events))
+            if good:
+                await until_done(partial(apply_company_batch, store, settings.namespace, good))
 
     return app

@@ -271,6 +271,151 @@ def engagement(app_id: str, user_id: str, as_json: bool) -> None:
     emit(read(lambda r: r.engagement(app_id, user_id)), as_json, engagement_table)
 
 
+@main.command()
+@click.argument("app_id")
+@click.argument("company_id")
+@day_option("--from")
+@day_option("--to")
+@click.option("--search", help="case-insensitive substring of event names and pages")
+@click.option("--json", "as_json", is_flag=True)
+def company(
+    app_id: str, company_id: str, frm: str | None, to: str | None, search: str | None, as_json: bool
+) -> None:
+    """A company's profile: header, properties and the overview of its counted members."""
+    from streams.tables import company_table
+
+    emit(
+        read(lambda r: r.company(app_id, company_id, frm=frm, to=to, search=search)),
+        as_json,
+        company_table,
+    )
+
+
+@main.command("company-users")
+@click.argument("app_id")
+@click.argument("company_id")
+@click.option("--json", "as_json", is_flag=True)
+def company_users(app_id: str, company_id: str, as_json: bool) -> None:
+    """Every current member of a company, last seen first (excluded ones flagged)."""
+    from streams.tables import users_table
+
+    emit(read(lambda r: r.company_users(app_id, company_id)), as_json, users_table)
+
+
+@main.command()
+@click.argument("app_id")
+@click.option(
+    "--sort", type=click.Choice(["last_seen", "signed_up"]), default="last_seen", show_default=True
+)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--cursor", help="the next_cursor of the previous page")
+@click.option("--json", "as_json", is_flag=True)
+def users(app_id: str, sort: str, limit: int, cursor: str | None, as_json: bool) -> None:
+    """The app's users, newest first (excluded ones flagged), a page at a time."""
+    from streams.tables import users_table
+
+    rows, next_cursor = read(lambda r: r.users(app_id, sort=sort, limit=limit, cursor=cursor))
+    if as_json:
+        emit({"users": rows, "next_cursor": next_cursor}, True, users_table)
+    else:
+        users_table(rows)
+        if next_cursor:
+            click.echo(f"next page: --cursor '{next_cursor}'")
+
+
+COMMANDS = {
+    "exclude": "exclude",
+    "include": "include",
+    "reset-content": "reset_content",
+    "delete": "delete",
+}
+
+
+@main.command("command")
+@click.argument("command", type=click.Choice(list(COMMANDS)))
+@click.argument("app_id")
+@click.argument("user_id")
+@click.option("--at", "at", help="event time of the command (RFC 3339 or epoch ms; default now)")
+@click.option("--reason", help="why, kept with the command")
+def command(command: str, app_id: str, user_id: str, at: str | None, reason: str | None) -> None:
+    """Publish an operator command for one user to the commands topic."""
+    import uuid
+
+    from schemas.codec import Rejected
+    from streams.publish import publish_records
+
+    issued: Any = int(time.time() * 1000) if at is None else (int(at) if at.isdigit() else at)
+    record = {
+        "type": "command",
+        "command": COMMANDS[command],
+        "command_id": str(uuid.uuid4()),
+        "issued_at": issued,
+        "app_id": app_id,
+        "user_id": user_id,
+    }
+    if reason is not None:
+        record["reason"] = reason
+    try:
+        asyncio.run(publish_records([record], settings()))
+    except Rejected as exc:
+        fail(f"{exc.reason}: {exc.detail}")
+    click.echo(f"published {command} for {user_id} ({record['command_id']})")
+
+
+@main.group()
+def export() -> None:
+    """Export profiles (csv, json, jsonl)."""
+
+
+@export.command("user")
+@click.argument("app_id")
+@click.argument("user_id")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="json", show_default=True
+)
+@click.option("--out", type=click.File("w", encoding="utf-8"), default="-")
+def export_user(app_id: str, user_id: str, fmt: str, out: Any) -> None:
+    """One user's header, properties, overview, sessions, sentiment and engagement."""
+    from streams.export import user_document, write_user
+
+    write_user(read(lambda r: user_document(r, app_id, user_id)), fmt, out)
+
+
+@export.command("users")
+@click.argument("app_id")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="jsonl", show_default=True
+)
+@click.option("--cursor", help="resume after this cursor (printed when an export stops)")
+@click.option("--out", type=click.File("w", encoding="utf-8"), default="-")
+def export_users(app_id: str, fmt: str, cursor: str | None, out: Any) -> None:
+    """Every user of an app, one row each, streamed in a stable order; resumable."""
+    import csv
+
+    from streams.export import USER_COLUMNS, iter_users, user_row
+
+    r = reader(settings())
+    writer = csv.writer(out) if fmt == "csv" else None
+    if writer is not None and cursor is None:
+        writer.writerow(USER_COLUMNS)
+    count, last = 0, cursor
+    show = sys.stderr.isatty()
+    try:
+        for profile, resume in iter_users(r, app_id, cursor):
+            if writer is not None:
+                writer.writerow(user_row(profile))
+            else:
+                out.write(json.dumps(profile, ensure_ascii=False) + "\n")
+            count, last = count + 1, resume
+            if show and count % 100 == 0:
+                click.echo(f"\rexported {count} users", err=True, nl=False)
+    except (KeyboardInterrupt, redis.RedisError) as exc:
+        out.flush()
+        fail(f"stopped after {count} users ({type(exc).__name__}); resume with --cursor '{last}'")
+    if show:
+        click.echo(f"\rexported {count} users", err=True)
+
+
 def run() -> None:
     """Entry point: known failures are one line and a non-zero exit, never a traceback."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

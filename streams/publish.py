@@ -84,3 +84,13 @@ async def send_records(
             await fut
     finally:
         await producer.stop()
+
+
+async def publish_records(records: list[dict[str, Any]], settings: Settings) -> PublishReport:
+    """Validate and send records (all or nothing: the first invalid one raises Rejected)."""
+    now_ms = int(time.time() * 1000)
+    for obj in records:
+        validate(obj, settings.limits, now_ms)
+    report = PublishReport()
+    await send_records(records, settings, report)
+    return report

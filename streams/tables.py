@@ -32,7 +32,13 @@ def user_table(u: dict[str, Any]) -> None:
             ("segments", ", ".join(u["segments"]) or None),
         ]
     )
-    o = u["overview"]
+    _overview(u["overview"])
+    if u["properties"]:
+        click.echo("properties:")
+        _kv(sorted(u["properties"].items()))
+
+
+def _overview(o: dict[str, Any]) -> None:
     period = f"{o['from'] or 'start'} .. {o['to'] or 'now'}"
     click.echo(
         f"overview {period}: {o['total_events']} events, {o['sessions']} sessions, "
@@ -45,9 +51,6 @@ def user_table(u: dict[str, Any]) -> None:
         click.echo(f"  {title}:")
         for item in items:
             click.echo(f"    {item['count']:>6}  {item[label]}")
-    if u["properties"]:
-        click.echo("properties:")
-        _kv(sorted(u["properties"].items()))
 
 
 def sessions_table(rows: list[dict[str, Any]]) -> None:
@@ -79,3 +82,32 @@ def engagement_table(rows: list[dict[str, Any]]) -> None:
         )
     if not rows:
         click.echo("no content interactions")
+
+
+def company_table(c: dict[str, Any]) -> None:
+    click.echo(f"{c['name'] or c['company_id']}  ({c['app_id']} / {c['company_id']})")
+    _kv(
+        [
+            ("signed up", c["signed_up_at"]),
+            ("first seen", c["first_seen_at"]),
+            ("last seen", c["last_seen_at"]),
+            ("users", c["users_count"]),
+            ("sessions", c["total_sessions"]),
+            ("segments", ", ".join(c["segments"]) or None),
+        ]
+    )
+    _overview(c["overview"])
+    if c["properties"]:
+        click.echo("properties:")
+        _kv(sorted(c["properties"].items()))
+
+
+def users_table(rows: list[dict[str, Any]]) -> None:
+    for u in rows:
+        flag = "  [excluded]" if u["excluded"] else ""
+        click.echo(
+            f"{u['last_seen_at'] or '(never seen)':<24}  {u['total_sessions']:>5} sessions  "
+            f"{u['user_id']}  {u['name'] or ''}  {u['email'] or ''}{flag}".rstrip()
+        )
+    if not rows:
+        click.echo("no users")

@@ -1,7 +1,7 @@
 """Batch reference for DESIGN.md §3 (semantics) and §4 (read contract).
 
-A deliberately plain, slow and independent computation of the user views from a *set* of
-wire records (DESIGN §2).  Property and integration tests compare the streaming
+A deliberately plain, slow and independent computation of the user and company views
+from a *set* of wire records (DESIGN §2).  Property and integration tests compare the streaming
 implementation against it.  It imports nothing from the project packages — only the
 standard library — and is written as sort / group / loop on purpose.
 
@@ -19,7 +19,8 @@ Pipeline (the same for every view):
 3. delete: for a user with delete commands, T = max issued_at of them; drop its events with
    timestamp <= T and its non-delete commands with issued_at <= T;
 4. a user exists iff a non-command record of it survives;
-5. views are computed from what survives, with last-writer-wins by (timestamp, event_id).
+5. views are computed from what survives, with last-writer-wins by (timestamp, event_id);
+   across users (company name / created_at / traits) ties go to the larger user_id.
 """
 
 from __future__ import annotations
@@ -322,17 +323,21 @@ def _average_seconds(durations_ms: list[int]) -> float:
     return float(round(mean_seconds, 3))
 
 
-def _overview(user: _User, frm: str | None, to: str | None, search: str | None) -> dict:
+def _overview(users: list[_User], frm: str | None, to: str | None, search: str | None) -> dict:
+    """The overview over the union of the users' figures (one user for a user profile,
+    the current non-excluded members for a company).  Each user keeps its own sessions."""
     event_counts: Counter = Counter()
     page_counts: Counter = Counter()
-    for rec in user.interactions:
-        if not in_period(day_of(to_ms(rec["timestamp"])), frm, to):
-            continue
-        if rec["type"] == "track":
-            event_counts[rec["name"]] += 1
-        elif rec["type"] == "page":
-            page_counts[page_key(rec["url"])] += 1
-    sessions = [s for s in user.sessions if in_period(day_of(_session_start(s)), frm, to)]
+    sessions: list[list[dict]] = []
+    for user in users:
+        for rec in user.interactions:
+            if not in_period(day_of(to_ms(rec["timestamp"])), frm, to):
+                continue
+            if rec["type"] == "track":
+                event_counts[rec["name"]] += 1
+            elif rec["type"] == "page":
+                page_counts[page_key(rec["url"])] += 1
+        sessions += [s for s in user.sessions if in_period(day_of(_session_start(s)), frm, to)]
     return {
         "from": frm,
         "to": to,
@@ -342,6 +347,154 @@ def _overview(user: _User, frm: str | None, to: str | None, search: str | None) 
         "top_events": _ranked(event_counts, "name", search),
         "top_pages": _ranked(page_counts, "page", search),
     }
+
+
+# --------------------------------------------------------------------------- user profile
+
+
+def _load_users(
+    records: list[dict], now_ms: int, gap_ms: int, retention_days: int
+) -> dict[tuple[str, str], _User]:
+    """Every existing user, keyed by (app_id, user_id)."""
+    survivors = surviving_records(records, now_ms=now_ms, retention_days=retention_days)
+    return {
+        (app_id, user_id): _User(app_id, user_id, recs, gap_ms)
+        for (app_id, user_id), recs in survivors.items()
+        if any(r["type"] != "command" for r in recs)
+    }
+
+
+def _profile(user: _User) -> dict:
+    """The header fields of a user that depend on its own records only.
+
+    ``_first_ms`` / ``_last_ms`` / ``_signed_up_ms`` are private sort helpers (epoch ms or
+    None); callers drop them."""
+    # traits: LWW per key, identifies oldest first so later ones overwrite
+    properties: dict[str, Any] = {}
+    company: dict | None = None
+    for rec in user.identifies:
+        for key, value in (rec.get("traits") or {}).items():
+            properties[key] = value
+        if rec.get("company") is not None:
+            company = rec["company"]
+
+    created_at = properties.get("created_at")
+    signed_up_ms = to_ms(created_at) if created_at is not None else None
+
+    # auto properties: per context field, LWW over interactions carrying it non-null
+    auto_properties: dict[str, Any] = {}
+    for rec in user.interactions:
+        ctx = _context(rec)
+        for field in CONTEXT_FIELDS:
+            if ctx.get(field) is not None:
+                auto_properties[field] = ctx[field]
+
+    country = properties.get("country")
+    if country is None:
+        country = auto_properties.get("country")
+
+    interaction_ms = [to_ms(r["timestamp"]) for r in user.interactions]
+    first_ms = min(interaction_ms) if interaction_ms else None
+    last_ms = max(interaction_ms) if interaction_ms else None
+
+    excluded = False
+    content_reset_ms: int | None = None
+    for cmd in user.commands:  # oldest first by (issued_at, command_id)
+        if cmd["command"] == "exclude":
+            excluded = True
+        elif cmd["command"] == "include":
+            excluded = False
+        elif cmd["command"] == "reset_content":
+            content_reset_ms = to_ms(cmd["issued_at"])
+
+    nps_latest = None
+    for rec in user.interactions:
+        if rec["type"] == "feedback" and rec["survey_type"] == "nps":
+            nps_latest = rec.get("score")
+
+    return {
+        "name": properties.get("name"),
+        "email": properties.get("email"),
+        "country": country,
+        "company_id": company["id"] if company is not None else None,
+        "signed_up_at": fmt_ms(signed_up_ms) if signed_up_ms is not None else None,
+        "first_seen_at": fmt_ms(first_ms) if first_ms is not None else None,
+        "last_seen_at": fmt_ms(last_ms) if last_ms is not None else None,
+        "total_sessions": len(user.sessions),
+        "excluded": excluded,
+        "content_reset_at": fmt_ms(content_reset_ms) if content_reset_ms is not None else None,
+        "properties": properties,
+        "auto_properties": auto_properties,
+        "nps_latest": nps_latest,
+        "_first_ms": first_ms,
+        "_last_ms": last_ms,
+        "_signed_up_ms": signed_up_ms,
+    }
+
+
+# --------------------------------------------------------------------------- companies
+
+
+def _company_identifies(
+    users: dict[tuple[str, str], _User], app_id: str, company_id: str
+) -> list[dict]:
+    """Every surviving identify of the app (any user's, excluded ones too) whose company.id
+    is company_id, oldest first by (timestamp, event_id, user_id).
+
+    event_id is unique per user only, so two users' identifies may tie on (timestamp,
+    event_id); user_id breaks that tie (the larger user_id wins)."""
+    found = []
+    for user in users.values():
+        if user.app_id != app_id:
+            continue
+        for rec in user.identifies:
+            company = rec.get("company")
+            if company is not None and company["id"] == company_id:
+                found.append(rec)
+    found.sort(key=lambda r: (*_event_order(r), r["user_id"]))
+    return found
+
+
+def _company_header(identifies: list[dict]) -> tuple[Any, str | None, dict[str, Any]]:
+    """(name, signed_up_at, properties) by LWW over the identifies (oldest first)."""
+    name = None
+    created_at = None
+    properties: dict[str, Any] = {}
+    for rec in identifies:
+        company = rec["company"]
+        if company.get("name") is not None:
+            name = company["name"]
+        if company.get("created_at") is not None:
+            created_at = company["created_at"]
+        for key, value in (company.get("traits") or {}).items():
+            properties[key] = value
+    signed_up_at = fmt_ms(to_ms(created_at)) if created_at is not None else None
+    return name, signed_up_at, properties
+
+
+def _company_name(users: dict[tuple[str, str], _User], app_id: str, company_id: str | None):
+    if company_id is None:
+        return None
+    return _company_header(_company_identifies(users, app_id, company_id))[0]
+
+
+def _members(
+    users: dict[tuple[str, str], _User], app_id: str, company_id: str
+) -> list[tuple[_User, dict]]:
+    """(user, profile) of every current member (excluded ones too), in no set order."""
+    out = []
+    for user in users.values():
+        if user.app_id != app_id:
+            continue
+        profile = _profile(user)
+        if profile["company_id"] == company_id:
+            out.append((user, profile))
+    return out
+
+
+def _newest_first(ms: int | None, user_id: str) -> tuple:
+    """Sort key: newest first, nulls last, then user_id ascending."""
+    return (ms is None, -(ms or 0), user_id)
 
 
 # --------------------------------------------------------------------------- public views
@@ -372,71 +525,34 @@ def user_view(
     gap_ms: int = DEFAULT_GAP_MS,
     retention_days: int = DEFAULT_RETENTION_DAYS,
 ) -> dict | None:
-    """The ``profiles user`` JSON (DESIGN §4), or None when the user does not exist."""
-    user = _load_user(records, app_id, user_id, now_ms, gap_ms, retention_days)
+    """The ``profiles user`` JSON (DESIGN §4), or None when the user does not exist.
+
+    ``company_name`` is the company's name (see ``company_view``) for the user's current
+    company, not the name carried by the user's own identify."""
+    users = _load_users(records, now_ms, gap_ms, retention_days)
+    user = users.get((app_id, user_id))
     if user is None:
         return None
-
-    # traits: LWW per key, identifies oldest first so later ones overwrite
-    properties: dict[str, Any] = {}
-    company: dict | None = None
-    for rec in user.identifies:
-        for key, value in (rec.get("traits") or {}).items():
-            properties[key] = value
-        if rec.get("company") is not None:
-            company = rec["company"]
-
-    created_at = properties.get("created_at")
-    signed_up_at = fmt_ms(to_ms(created_at)) if created_at is not None else None
-
-    # auto properties: per context field, LWW over interactions carrying it non-null
-    auto_properties: dict[str, Any] = {}
-    for rec in user.interactions:
-        ctx = _context(rec)
-        for field in CONTEXT_FIELDS:
-            if ctx.get(field) is not None:
-                auto_properties[field] = ctx[field]
-
-    country = properties.get("country")
-    if country is None:
-        country = auto_properties.get("country")
-
-    interaction_ms = [to_ms(r["timestamp"]) for r in user.interactions]
-
-    excluded = False
-    content_reset_ms: int | None = None
-    for cmd in user.commands:  # oldest first by (issued_at, command_id)
-        if cmd["command"] == "exclude":
-            excluded = True
-        elif cmd["command"] == "include":
-            excluded = False
-        elif cmd["command"] == "reset_content":
-            content_reset_ms = to_ms(cmd["issued_at"])
-
-    nps_latest = None
-    for rec in user.interactions:
-        if rec["type"] == "feedback" and rec["survey_type"] == "nps":
-            nps_latest = rec.get("score")
-
+    p = _profile(user)
     return {
         "app_id": app_id,
         "user_id": user_id,
-        "name": properties.get("name"),
-        "email": properties.get("email"),
-        "country": country,
-        "company_id": company["id"] if company is not None else None,
-        "company_name": company.get("name") if company is not None else None,
-        "signed_up_at": signed_up_at,
-        "first_seen_at": fmt_ms(min(interaction_ms)) if interaction_ms else None,
-        "last_seen_at": fmt_ms(max(interaction_ms)) if interaction_ms else None,
-        "total_sessions": len(user.sessions),
-        "excluded": excluded,
-        "content_reset_at": fmt_ms(content_reset_ms) if content_reset_ms is not None else None,
-        "properties": properties,
-        "auto_properties": auto_properties,
+        "name": p["name"],
+        "email": p["email"],
+        "country": p["country"],
+        "company_id": p["company_id"],
+        "company_name": _company_name(users, app_id, p["company_id"]),
+        "signed_up_at": p["signed_up_at"],
+        "first_seen_at": p["first_seen_at"],
+        "last_seen_at": p["last_seen_at"],
+        "total_sessions": p["total_sessions"],
+        "excluded": p["excluded"],
+        "content_reset_at": p["content_reset_at"],
+        "properties": p["properties"],
+        "auto_properties": p["auto_properties"],
         "segments": [],
-        "nps_latest": nps_latest,
-        "overview": _overview(user, frm, to, search),
+        "nps_latest": p["nps_latest"],
+        "overview": _overview([user], frm, to, search),
     }
 
 
@@ -571,3 +687,130 @@ def engagement_view(
     for item in items:
         del item["_last_ms"]
     return items
+
+
+# --------------------------------------------------------------------------- company views
+
+
+def company_ids(
+    records: list[dict],
+    *,
+    now_ms: int,
+    gap_ms: int = DEFAULT_GAP_MS,
+    retention_days: int = DEFAULT_RETENTION_DAYS,
+) -> set[tuple[str, str]]:
+    """(app_id, company_id) of every company named by a surviving identify (any user's)."""
+    users = _load_users(records, now_ms, gap_ms, retention_days)
+    found = set()
+    for user in users.values():
+        for rec in user.identifies:
+            if rec.get("company") is not None:
+                found.add((user.app_id, rec["company"]["id"]))
+    return found
+
+
+def company_view(
+    records: list[dict],
+    app_id: str,
+    company_id: str,
+    *,
+    now_ms: int,
+    frm: str | None = None,
+    to: str | None = None,
+    search: str | None = None,
+    gap_ms: int = DEFAULT_GAP_MS,
+    retention_days: int = DEFAULT_RETENTION_DAYS,
+) -> dict | None:
+    """The ``profiles company`` JSON (DESIGN §4), or None when the company does not exist.
+
+    name / signed_up_at / properties: LWW over every surviving identify naming the company
+    (excluded users' too).  Everything else: over the current non-excluded members."""
+    users = _load_users(records, now_ms, gap_ms, retention_days)
+    identifies = _company_identifies(users, app_id, company_id)
+    if not identifies:
+        return None
+    name, signed_up_at, properties = _company_header(identifies)
+
+    counted = [(u, p) for u, p in _members(users, app_id, company_id) if not p["excluded"]]
+    first = [p["_first_ms"] for _, p in counted if p["_first_ms"] is not None]
+    last = [p["_last_ms"] for _, p in counted if p["_last_ms"] is not None]
+    return {
+        "app_id": app_id,
+        "company_id": company_id,
+        "name": name,
+        "signed_up_at": signed_up_at,
+        "first_seen_at": fmt_ms(min(first)) if first else None,
+        "last_seen_at": fmt_ms(max(last)) if last else None,
+        "total_sessions": sum(p["total_sessions"] for _, p in counted),
+        "users_count": len(counted),
+        "properties": properties,
+        "segments": [],
+        "overview": _overview([u for u, _ in counted], frm, to, search),
+    }
+
+
+def company_users_view(
+    records: list[dict],
+    app_id: str,
+    company_id: str,
+    *,
+    now_ms: int,
+    gap_ms: int = DEFAULT_GAP_MS,
+    retention_days: int = DEFAULT_RETENTION_DAYS,
+) -> list | None:
+    """The ``profiles company-users`` JSON: every current member, excluded ones flagged,
+    last seen newest first (nulls last), then user_id.  None when the company does not
+    exist (a company may exist with no current member: then [])."""
+    users = _load_users(records, now_ms, gap_ms, retention_days)
+    if not _company_identifies(users, app_id, company_id):
+        return None
+    members = _members(users, app_id, company_id)
+    members.sort(key=lambda up: _newest_first(up[1]["_last_ms"], up[0].user_id))
+    return [
+        {
+            "user_id": user.user_id,
+            "name": p["name"],
+            "email": p["email"],
+            "last_seen_at": p["last_seen_at"],
+            "total_sessions": p["total_sessions"],
+            "excluded": p["excluded"],
+        }
+        for user, p in members
+    ]
+
+
+_USERS_SORTS = {"last_seen": "_last_ms", "signed_up": "_signed_up_ms"}
+
+
+def users_list(
+    records: list[dict],
+    app_id: str,
+    *,
+    now_ms: int,
+    sort: str = "last_seen",
+    gap_ms: int = DEFAULT_GAP_MS,
+    retention_days: int = DEFAULT_RETENTION_DAYS,
+) -> list:
+    """Every existing user of the app (excluded ones flagged), sorted by ``last_seen_at``
+    (sort="last_seen") or ``signed_up_at`` (sort="signed_up") newest first, nulls last,
+    then user_id ascending."""
+    if sort not in _USERS_SORTS:
+        raise ValueError(f"unknown sort: {sort!r}")
+    field = _USERS_SORTS[sort]
+    users = _load_users(records, now_ms, gap_ms, retention_days)
+    rows = [(user, _profile(user)) for (app, _), user in users.items() if app == app_id]
+    rows.sort(key=lambda up: _newest_first(up[1][field], up[0].user_id))
+    return [
+        {
+            "user_id": user.user_id,
+            "name": p["name"],
+            "email": p["email"],
+            "company_id": p["company_id"],
+            "company_name": _company_name(users, app_id, p["company_id"]),
+            "signed_up_at": p["signed_up_at"],
+            "last_seen_at": p["last_seen_at"],
+            "total_sessions": p["total_sessions"],
+            "excluded": p["excluded"],
+        }
+        for user, p in rows
+    ]

@@ -6,13 +6,38 @@ import asyncio
 import random
 from typing import Any
 
+from projections.company import Contribution
 from projections.reader import NotFound, Reader
-from projections.step import FoldConfig, Positioned, apply_batch
+from projections.step import FoldConfig, Positioned, apply_batch, apply_company_batch
 from projections.store import MemoryHashes, MemoryStore
 from schemas.codec import validate
 from schemas.limits import Limits
 
 NS = "t"
+
+
+class MemorySink:
+    """The company-deltas topic as a list: offsets in the order the user side produced."""
+
+    def __init__(self) -> None:
+        self.log: list[Contribution] = []
+
+    async def send(self, deltas: list[Contribution]) -> None:
+        for c in deltas:
+            self.log.append(
+                Contribution(
+                    c.app_id,
+                    c.company_id,
+                    c.user_id,
+                    c.version,
+                    c.facts,
+                    c.member,
+                    c.days,
+                    "deltas",
+                    0,
+                    len(self.log),
+                )
+            )
 
 
 def fold(
@@ -21,6 +46,7 @@ def fold(
     now_ms: int,
     batches: list[list[int]] | None = None,
     config: FoldConfig | None = None,
+    rng: random.Random | None = None,
 ) -> Reader:
     """Validate and apply records in the given batches (lists of indexes) to a fresh store.
 
@@ -29,14 +55,21 @@ def fold(
     """
     config = config or FoldConfig()
     store = MemoryStore()
+    sink = MemorySink()
     positioned = [
         Positioned(validate(r, Limits(), now_ms), f"src.{r['type']}", 0, i)
         for i, r in enumerate(records)
     ]
     for batch in batches or [list(range(len(records)))]:
         asyncio.run(
-            apply_batch(store, NS, [positioned[i] for i in batch], now_ms=now_ms, config=config)
+            apply_batch(
+                store, sink, NS, [positioned[i] for i in batch], now_ms=now_ms, config=config
+            )
         )
+    # The company agent reads the deltas in log order, batched and redelivered like any topic.
+    delta_batches = random_batches(len(sink.log), rng) if rng else [list(range(len(sink.log)))]
+    for batch in delta_batches:
+        asyncio.run(apply_company_batch(store, NS, [sink.log[i] for i in batch]))
     return Reader(MemoryHashes(store), NS)
 
 

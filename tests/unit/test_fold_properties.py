@@ -11,6 +11,8 @@ from foldkit import fold, random_batches, views
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from projections.reader import NotFound
+
 NOW = 1_795_000_000_000  # a fixed "now" (2026-11-18) so runs are reproducible
 BASE = NOW - 6 * 86_400_000
 MIN = 60_000
@@ -168,9 +170,43 @@ def test_any_order_duplicates_and_batches_give_the_batch_answer(
     rng = random.Random(seed)
     delivered = records + [dict(r) for r in records if rng.random() < dup]
     rng.shuffle(delivered)
-    reader = fold(delivered, now_ms=NOW, batches=random_batches(len(delivered), rng))
+    reader = fold(delivered, now_ms=NOW, batches=random_batches(len(delivered), rng), rng=rng)
     for user in USERS:
         for period in PERIODS:
             assert views(reader, "app", user, **dict(period)) == reference_views(
                 records, user, **dict(period)
             ), (user, period)
+    for company in ("c1", "c2"):
+        for period in PERIODS:
+            assert company_views(reader, company, **dict(period)) == reference_company(
+                records, company, **dict(period)
+            ), (company, period)
+    for sort in ("last_seen", "signed_up"):
+        listed, _cursor = reader.users("app", sort=sort, limit=100)
+        assert listed == ref.users_list(records, "app", now_ms=NOW, sort=sort), sort
+        paged, cursor = [], None
+        while True:  # two at a time, resuming from each page's cursor
+            page, cursor = reader.users("app", sort=sort, limit=2, cursor=cursor)
+            paged += page
+            if cursor is None:
+                break
+        assert paged == listed
+
+
+def company_views(reader: Any, company: str, **period: Any) -> Any:
+    search = period.pop("search", None)
+    try:
+        return {
+            "company": reader.company("app", company, search=search, **period),
+            "users": reader.company_users("app", company),
+        }
+    except NotFound:
+        return None
+
+
+def reference_company(records: list[dict[str, Any]], company: str, **period: Any) -> Any:
+    search = period.pop("search", None)
+    view = ref.company_view(records, "app", company, now_ms=NOW, search=search, **period)
+    if view is None:
+        return None
+    return {"company": view, "users": ref.company_users_view(records, "app", company, now_ms=NOW)}

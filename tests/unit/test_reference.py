@@ -57,11 +57,11 @@ def identify(event_id, ts, traits, **extra):
     }
 
 
-def command(command_id, issued_at, cmd):
+def command(command_id, issued_at, cmd, user_id=USER):
     return {
         "type": "command",
         "app_id": APP,
-        "user_id": USER,
+        "user_id": user_id,
         "command_id": command_id,
         "issued_at": issued_at,
         "command": cmd,
@@ -378,3 +378,257 @@ def test_views_ignore_order_and_duplicates():
         assert ref.engagement_view(shuffled, APP, USER, now_ms=NOW) == ref.engagement_view(
             recs, APP, USER, now_ms=NOW
         )
+
+
+# --------------------------------------------------------------------------- companies
+
+
+def joins(user_id, event_id, ts, company_id, name=None, traits=None, **company):
+    """An identify of user_id naming company_id (name/created_at/traits only when given)."""
+    comp = {"id": company_id, **company}
+    if name is not None:
+        comp["name"] = name
+    if traits is not None:
+        comp["traits"] = traits
+    return identify(event_id, ts, {}, user_id=user_id, company=comp)
+
+
+def company(records, company_id="acme", **kw):
+    return ref.company_view(records, APP, company_id, now_ms=NOW, **kw)
+
+
+def members(records, company_id="acme"):
+    return ref.company_users_view(records, APP, company_id, now_ms=NOW)
+
+
+def two_members():
+    """u1: one session of 660 s; u2: two sessions (60 s and 0 s).  Same UTC day."""
+    h = 60 * MIN
+    return [
+        joins("u1", "i1", T0, "acme", "Acme", traits={"plan": "pro"}),
+        track("a", T0, "save", user_id="u1"),
+        track("b", T0 + 10 * MIN, "save", user_id="u1"),
+        page("p", T0 + 11 * MIN, "https://X.com/a/", user_id="u1"),
+        joins("u2", "i1", T0, "acme"),
+        track("a", T0 + 2 * h, "open", user_id="u2"),
+        track("b", T0 + 2 * h + MIN, "save", user_id="u2"),
+        track("c", T0 + 5 * h, "open", user_id="u2"),
+        # not members: another company, and the same company id in another app
+        joins("u3", "i1", T0, "other"),
+        track("a", T0, "save", user_id="u3"),
+        {**track("a", T0, "save", user_id="u1"), "app_id": "app2"},
+        {**joins("u1", "i1", T0, "acme"), "app_id": "app2"},
+    ]
+
+
+def test_company_aggregates_sum_the_members_figures():
+    recs = two_members()
+    view = company(recs)
+    assert view == {
+        "app_id": APP,
+        "company_id": "acme",
+        "name": "Acme",
+        "signed_up_at": None,
+        "first_seen_at": ref.fmt_ms(T0),
+        "last_seen_at": ref.fmt_ms(T0 + 5 * 60 * MIN),
+        "total_sessions": 3,
+        "users_count": 2,
+        "properties": {"plan": "pro"},
+        "segments": [],
+        "overview": {
+            "from": None,
+            "to": None,
+            "total_events": 5,
+            "sessions": 3,
+            "avg_session_seconds": 240.0,  # (660 + 60 + 0) / 3
+            "top_events": [{"name": "save", "count": 3}, {"name": "open", "count": 2}],
+            "top_pages": [{"page": "x.com/a", "count": 1}],
+        },
+    }
+    assert company(recs, search="OP")["overview"]["top_events"] == [{"name": "open", "count": 2}]
+    next_day = ref.day_of(T0 + 86_400_000)
+    empty = company(recs, frm=next_day)["overview"]
+    assert (empty["total_events"], empty["sessions"], empty["avg_session_seconds"]) == (0, 0, 0.0)
+    assert empty["top_events"] == empty["top_pages"] == []
+    assert ref.company_ids(recs, now_ms=NOW) == {(APP, "acme"), (APP, "other"), ("app2", "acme")}
+    assert company(recs, "nope") is None
+    assert members(recs, "nope") is None
+
+
+def test_excluded_member_is_listed_but_not_counted_until_included():
+    recs = [
+        *two_members(),
+        joins("u2", "i2", T0 + 1, "acme", "Acme Inc"),  # an excluded user still names it
+        command("x", T0 + 6 * 60 * MIN, "exclude", user_id="u2"),
+    ]
+    view = company(recs)
+    assert view["name"] == "Acme Inc"
+    assert view["users_count"] == 1
+    assert view["total_sessions"] == 1
+    assert view["first_seen_at"] == ref.fmt_ms(T0)
+    assert view["last_seen_at"] == ref.fmt_ms(T0 + 11 * MIN)
+    assert view["overview"]["total_events"] == 2
+    assert view["overview"]["sessions"] == 1
+    assert view["overview"]["avg_session_seconds"] == 660.0
+    assert view["overview"]["top_events"] == [{"name": "save", "count": 2}]
+    assert members(recs) == [
+        {
+            "user_id": "u2",
+            "name": None,
+            "email": None,
+            "last_seen_at": ref.fmt_ms(T0 + 5 * 60 * MIN),
+            "total_sessions": 2,
+            "excluded": True,
+        },
+        {
+            "user_id": "u1",
+            "name": None,
+            "email": None,
+            "last_seen_at": ref.fmt_ms(T0 + 11 * MIN),
+            "total_sessions": 1,
+            "excluded": False,
+        },
+    ]
+    back = [*recs, command("y", T0 + 7 * 60 * MIN, "include", user_id="u2")]
+    assert company(back) == {**company(two_members()), "name": "Acme Inc"}
+    assert [m["excluded"] for m in members(back)] == [False, False]
+
+
+def test_a_user_who_changes_company_takes_all_its_figures_along():
+    recs = [
+        joins("u1", "i1", T0, "A", "Alpha"),
+        track("a", T0 + 1, user_id="u1"),
+        track("b", T0 + 2 * 60 * MIN, user_id="u1"),
+        joins("u1", "i2", T0 + 3 * 60 * MIN, "B", "Beta"),
+        identify("i3", T0 + 4 * 60 * MIN, {"name": "Una"}, user_id="u1"),  # no company
+        track("c", T0 + 5 * 60 * MIN, user_id="u1"),
+    ]
+    a = company(recs, "A")
+    assert a["name"] == "Alpha"  # the old identify still names A
+    assert (a["users_count"], a["total_sessions"]) == (0, 0)
+    assert a["first_seen_at"] is None
+    assert a["last_seen_at"] is None
+    assert (a["overview"]["total_events"], a["overview"]["sessions"]) == (0, 0)
+    assert a["overview"]["avg_session_seconds"] == 0.0
+    assert members(recs, "A") == []
+    b = company(recs, "B")
+    assert (b["users_count"], b["total_sessions"]) == (1, 3)
+    assert b["first_seen_at"] == ref.fmt_ms(T0 + 1)
+    assert b["last_seen_at"] == ref.fmt_ms(T0 + 5 * 60 * MIN)
+    assert b["overview"]["total_events"] == 3
+    assert [m["user_id"] for m in members(recs, "B")] == ["u1"]
+    user = ref.user_view(recs, APP, "u1", now_ms=NOW)
+    assert (user["company_id"], user["company_name"]) == ("B", "Beta")
+    # a late identify older than the move does not move the user back
+    late = [*recs, joins("u1", "i0", T0 + 2 * 60 * MIN + 1, "A")]
+    assert company(late, "B")["users_count"] == 1
+    assert company(late, "A")["users_count"] == 0
+
+
+def test_company_name_created_at_and_traits_are_lww_across_users():
+    recs = [
+        joins("u1", "i1", T0, "acme", "Acme", traits={"plan": "free", "seats": 5},
+              created_at="2026-01-01T01:00:00+01:00"),
+        joins("u2", "i1", T0 + 1, "acme", "ACME Inc", traits={"plan": "pro"},
+              created_at=1_767_225_600_000),
+        joins("u1", "i2", T0 + 2, "acme", traits={"seats": None}),  # no name: keeps "ACME Inc"
+        joins("u1", "i3", T0 + 3, "acme"),  # no traits: contributes nothing
+    ]  # fmt: skip
+    view = company(recs)
+    assert view["name"] == "ACME Inc"
+    assert view["signed_up_at"] == "2026-01-01T00:00:00.000Z"
+    assert view["properties"] == {"plan": "pro", "seats": None}
+    # the user's company_name is the company's name, not the one its own identify carries
+    assert ref.user_view(recs, APP, "u1", now_ms=NOW)["company_name"] == "ACME Inc"
+    assert ref.user_view(recs, APP, "u2", now_ms=NOW)["company_name"] == "ACME Inc"
+    # a tie on (timestamp, event_id) between two users: the larger user_id wins
+    tie = [joins("u2", "same", T0, "acme", "Two"), joins("u1", "same", T0, "acme", "One")]
+    assert company(tie)["name"] == "Two"
+    # no name ever known
+    assert company([joins("u1", "i1", T0, "acme")])["name"] is None
+    assert ref.user_view([joins("u1", "i1", T0, "acme")], APP, "u1", now_ms=NOW)[
+        "company_name"
+    ] is None  # fmt: skip
+
+
+def test_a_deleted_users_identifies_no_longer_name_the_company():
+    recs = [
+        joins("u1", "i1", T0, "acme", "Acme", traits={"plan": "pro"}, created_at=T0),
+        track("a", T0 + 1, user_id="u1"),
+        joins("u2", "i1", T0, "other", "Other"),
+        command("del", T0 + 5, "delete", user_id="u1"),
+        track("b", T0 + 6, user_id="u1"),  # a new profile, without company
+    ]
+    assert ref.company_ids(recs, now_ms=NOW) == {(APP, "other")}
+    assert company(recs) is None
+    assert members(recs) is None
+    assert ref.user_view(recs, APP, "u1", now_ms=NOW)["company_id"] is None
+    # another user naming acme (without a name) keeps it alive, but nothing of u1 remains
+    more = [*recs, joins("u2", "i2", T0 + 1, "acme")]
+    view = company(more)
+    assert (view["name"], view["signed_up_at"], view["properties"]) == (None, None, {})
+    assert view["users_count"] == 1  # u2 moved to acme
+    assert view["total_sessions"] == 0
+    assert [m["user_id"] for m in members(more)] == ["u2"]
+
+
+def test_company_users_order_newest_first_nulls_last_then_user_id():
+    recs = [
+        joins("u2", "i", T0, "acme"),  # only an identify: last_seen_at is null
+        joins("u3", "i", T0, "acme"),
+        track("t", T0 + 5, user_id="u3"),
+        joins("u1", "i", T0, "acme"),
+        track("t", T0 + 5, user_id="u1"),
+        joins("u0", "i", T0, "acme"),
+        track("t", T0 + 1, user_id="u0"),
+    ]
+    out = members(recs)
+    assert [(m["user_id"], m["last_seen_at"]) for m in out] == [
+        ("u1", ref.fmt_ms(T0 + 5)),
+        ("u3", ref.fmt_ms(T0 + 5)),
+        ("u0", ref.fmt_ms(T0 + 1)),
+        ("u2", None),
+    ]
+    assert out[-1]["total_sessions"] == 0
+    view = company(recs)
+    assert view["users_count"] == 4
+    assert view["first_seen_at"] == ref.fmt_ms(T0 + 1)
+
+
+def test_users_list_sorts():
+    recs = [
+        identify("i", T0, {"name": "A", "created_at": "2026-01-01T00:00:00Z"}, user_id="a",
+                 company={"id": "acme", "name": "Acme"}),
+        track("t", T0 + 3, user_id="a"),
+        identify("i", T0, {"created_at": "2026-03-01T00:00:00Z"}, user_id="b"),
+        identify("i", T0 + 1, {"email": "c@x"}, user_id="c",
+                 company={"id": "acme", "name": "Acme Corp"}),
+        track("t", T0 + 9, user_id="c"),
+        track("u", T0 + 9 + GAP + 1, user_id="c"),
+        identify("i", T0, {"created_at": "2026-03-01T00:00:00Z"}, user_id="d"),
+        track("t", T0 + 3, user_id="d"),
+        command("x", T0, "exclude", user_id="d"),
+        command("x", T0, "exclude", user_id="e"),  # commands alone: no user
+        {**track("t", T0, user_id="z"), "app_id": "app2"},
+    ]  # fmt: skip
+    by_last = ref.users_list(recs, APP, now_ms=NOW)
+    assert [u["user_id"] for u in by_last] == ["c", "a", "d", "b"]
+    assert by_last[0] == {
+        "user_id": "c",
+        "name": None,
+        "email": "c@x",
+        "company_id": "acme",
+        "company_name": "Acme Corp",
+        "signed_up_at": None,
+        "last_seen_at": ref.fmt_ms(T0 + 9 + GAP + 1),
+        "total_sessions": 2,
+        "excluded": False,
+    }
+    assert by_last[2]["excluded"] is True
+    assert by_last[1]["company_name"] == "Acme Corp"  # the company's name, set by c later
+    by_signup = ref.users_list(recs, APP, now_ms=NOW, sort="signed_up")
+    assert [u["user_id"] for u in by_signup] == ["b", "d", "a", "c"]
+    assert by_signup[0]["signed_up_at"] == "2026-03-01T00:00:00.000Z"
+    assert ref.users_list(recs, "nope", now_ms=NOW) == []
+    with pytest.raises(ValueError):
+        ref.users_list(recs, APP, now_ms=NOW, sort="name")

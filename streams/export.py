@@ -1,0 +1,89 @@
+"""Exports: one user's whole profile (csv|json), every user of an app (csv|jsonl), resumable."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from typing import IO, Any
+
+from projections import keys
+from projections.reader import NotFound, Reader
+
+USER_COLUMNS = [
+    "user_id",
+    "name",
+    "email",
+    "country",
+    "company_id",
+    "company_name",
+    "signed_up_at",
+    "first_seen_at",
+    "last_seen_at",
+    "total_sessions",
+    "excluded",
+    "content_reset_at",
+    "nps_latest",
+    "segments",
+    "properties",
+    "auto_properties",
+]
+
+
+def user_document(reader: Reader, app_id: str, user_id: str) -> dict[str, Any]:
+    """Everything of one user: profile (all-time overview), sessions, sentiment, engagement."""
+    return {
+        "profile": reader.user(app_id, user_id),
+        "sessions": reader.sessions(app_id, user_id),
+        "sentiment": reader.sentiment(app_id, user_id),
+        "engagement": reader.engagement(app_id, user_id),
+    }
+
+
+def write_user(doc: dict[str, Any], fmt: str, out: IO[str]) -> None:
+    if fmt == "json":
+        json.dump(doc, out, ensure_ascii=False, indent=2)
+        out.write("\n")
+        return
+    # csv: one row per fact, `section,item,field,value`; nested values as JSON
+    writer = csv.writer(out)
+    writer.writerow(["section", "item", "field", "value"])
+    for key, value in doc["profile"].items():
+        if key == "overview":
+            for okey, ovalue in value.items():
+                writer.writerow(["overview", "", okey, _cell(ovalue)])
+        else:
+            writer.writerow(["profile", "", key, _cell(value)])
+    for section in ("sessions", "sentiment", "engagement"):
+        for i, item in enumerate(doc[section]):
+            for key, value in item.items():
+                writer.writerow([section, i, key, _cell(value)])
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def iter_users(
+    reader: Reader, app_id: str, cursor: str | None, page: int = 500
+) -> Iterator[tuple[dict[str, Any], str | None]]:
+    """Every user of the app in a stable order (by id), with the cursor that resumes after it."""
+    while True:
+        rows, next_cursor = reader.users(app_id, sort="id", limit=page, cursor=cursor)
+        for row in rows:
+            try:
+                profile = reader.user(app_id, row["user_id"])
+            except NotFound:  # deleted between the page and now
+                continue
+            yield profile, keys.id_member(row["user_id"])
+        if next_cursor is None:
+            return
+        cursor = next_cursor
+
+
+def user_row(profile: dict[str, Any]) -> list[str]:
+    return [_cell(profile[c]) for c in USER_COLUMNS]
