@@ -22,7 +22,8 @@ async def pipeline_status(settings: Settings) -> dict[str, Any]:
     await consumer.start()
     try:
         existing = set(await admin.list_topics())
-        watched = [t for t in [*topics.sources, topics.dlq] if t in existing]
+        consumed = [*topics.sources, topics.company_deltas]
+        watched = [t for t in [*consumed, topics.dlq] if t in existing]
         described = await admin.describe_topics(watched) if watched else []
         tps = [
             TopicPartition(d["topic"], part["partition"])
@@ -57,7 +58,13 @@ async def pipeline_status(settings: Settings) -> dict[str, Any]:
                 {
                     "group": group,
                     "lag": sum(r["lag"] for r in rows),
-                    "processed": sum(r["processed"] for r in rows),
+                    # records of the SDK topics and commands, then the internal company deltas
+                    "processed": sum(
+                        r["processed"] for r in rows if r["topic"] != topics.company_deltas
+                    ),
+                    "deltas_processed": sum(
+                        r["processed"] for r in rows if r["topic"] == topics.company_deltas
+                    ),
                     "partitions": rows,
                 }
             )

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-import reference as ref
+from compare import compare_users
 
 from streams.generate import generate
 
@@ -22,48 +22,6 @@ def dataset(seed: int) -> tuple[list[dict[str, Any]], int]:
     return records, end_ms
 
 
-def compare_every_user(pipeline: Any, records: list[dict[str, Any]], now_ms: int) -> int:
-    users = sorted(ref.user_ids(records, now_ms=now_ms))
-    assert len(users) >= 200
-    days = sorted({ref.day_of(ref.record_ms(r)) for r in records})
-    frm, to = days[len(days) // 3], days[2 * len(days) // 3]
-    by_user: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in records:  # the reference filters by user itself; grouping first only saves time
-        by_user.setdefault((r["app_id"], r["user_id"]), []).append(r)
-    mismatches = []
-    for app, user in users:
-        mine = by_user[(app, user)]
-        expected = {
-            "user": ref.user_view(mine, app, user, now_ms=now_ms),
-            "user-period": ref.user_view(
-                mine, app, user, now_ms=now_ms, frm=frm, to=to, search="e"
-            ),
-            "sessions": ref.sessions_view(mine, app, user, now_ms=now_ms),
-            "sessions-period": ref.sessions_view(
-                mine, app, user, now_ms=now_ms, frm=frm, to=to, limit=3
-            ),
-            "sentiment": ref.sentiment_view(mine, app, user, now_ms=now_ms),
-            "engagement": ref.engagement_view(mine, app, user, now_ms=now_ms),
-        }
-        actual = {
-            "user": pipeline.cli_json("user", app, user),
-            "user-period": pipeline.cli_json(
-                "user", app, user, "--from", frm, "--to", to, "--search", "e"
-            ),
-            "sessions": pipeline.cli_json("sessions", app, user),
-            "sessions-period": pipeline.cli_json(
-                "sessions", app, user, "--from", frm, "--to", to, "--limit", "3"
-            ),
-            "sentiment": pipeline.cli_json("sentiment", app, user),
-            "engagement": pipeline.cli_json("engagement", app, user),
-        }
-        for view, value in expected.items():
-            if actual[view] != value:
-                mismatches.append((app, user, view))
-    assert not mismatches, f"{len(mismatches)} views differ, first: {mismatches[:5]}"
-    return len(users)
-
-
 def test_every_user_equals_the_batch_computation(pipeline: Any) -> None:
     records, now_ms = dataset(seed=7)
     pipeline.start_worker()
@@ -72,7 +30,7 @@ def test_every_user_equals_the_batch_computation(pipeline: Any) -> None:
     status = pipeline.wait_idle()
     assert status["dlq"] == 0
     assert status["groups"][0]["processed"] == len(records)
-    compare_every_user(pipeline, records, now_ms)
+    assert compare_users(pipeline, records, now_ms) >= 200
     missing = pipeline.cli("user", records[0]["app_id"], "no-such-user")
     assert missing.exit_code == 3
     assert missing.stderr.count("\n") == 1 and "not found" in missing.stderr
@@ -101,4 +59,4 @@ def test_sigkill_during_ingest_loses_and_doubles_nothing(pipeline: Any) -> None:
     status = pipeline.wait_idle()
     assert all(lag > 0 for lag in lag_at_kill), f"a kill came after the ingest: {lag_at_kill}"
     assert status["groups"][0]["processed"] == len(records)
-    compare_every_user(pipeline, records, now_ms)
+    assert compare_users(pipeline, records, now_ms) >= 200
