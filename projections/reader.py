@@ -158,6 +158,13 @@ class Reader:
             after = members[-1]
         return rows, after
 
+    def count_users(self, app_id: str) -> int:
+        """About how many users the app has (index entries; exact unless a step crashed)."""
+        pipe = self._r.pipeline(transaction=False)
+        for bucket in range(keys.INDEX_BUCKETS):
+            pipe.zcard(keys.users_index(self.namespace, app_id, "id", bucket))
+        return int(sum(pipe.execute()))
+
     def _company_names(self, app_id: str, company_ids: set[str | None]) -> dict[str, str]:
         wanted = sorted(c for c in company_ids if c is not None)
         pipe = self._r.pipeline(transaction=False)

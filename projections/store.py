@@ -177,6 +177,9 @@ class _MemoryPipeline:
     def hget(self, name: str, key: str) -> None:
         self._calls.append(lambda: self._hashes.hget(name, key))
 
+    def zcard(self, name: str) -> None:
+        self._calls.append(lambda: len(self._hashes._sets.get(name, ())))
+
     def zrangebylex(self, name: str, min: str, max: str, start: int, num: int) -> None:
         self._calls.append(lambda: self._hashes.zrangebylex(name, min, max, start, num))
 

@@ -400,6 +400,7 @@ def export_users(app_id: str, fmt: str, cursor: str | None, out: Any) -> None:
         writer.writerow(USER_COLUMNS)
     count, last = 0, cursor
     show = sys.stderr.isatty()
+    total = r.count_users(app_id) if show else 0
     try:
         for profile, resume in iter_users(r, app_id, cursor):
             if writer is not None:
@@ -408,12 +409,20 @@ def export_users(app_id: str, fmt: str, cursor: str | None, out: Any) -> None:
                 out.write(json.dumps(profile, ensure_ascii=False) + "\n")
             count, last = count + 1, resume
             if show and count % 100 == 0:
-                click.echo(f"\rexported {count} users", err=True, nl=False)
+                progress(count, total)
     except (KeyboardInterrupt, redis.RedisError) as exc:
         out.flush()
         fail(f"stopped after {count} users ({type(exc).__name__}); resume with --cursor '{last}'")
     if show:
-        click.echo(f"\rexported {count} users", err=True)
+        progress(count, total)
+        click.echo("", err=True)
+
+
+def progress(done: int, total: int) -> None:
+    """A one-line progress bar on stderr (only when it is a terminal)."""
+    total = max(total, done, 1)
+    filled = 30 * done // total
+    click.echo(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} users", err=True, nl=False)
 
 
 def run() -> None:

@@ -57,6 +57,10 @@ def compare_users(pipeline: Any, records: list[dict[str, Any]], now_ms: int) -> 
         }
         mismatches += [(app, user, view) for view in expected if actual[view] != expected[view]]
     assert not mismatches, f"{len(mismatches)} user views differ, first: {mismatches[:5]}"
+    # Users that only had commands, or were deleted with nothing after: gone, exit code 3.
+    for app, user in sorted(set(by_user) - set(users)):
+        result = pipeline.cli("user", app, user, "--json")
+        assert result.exit_code == 3 and "not found" in result.stderr, (app, user)
     return len(users)
 
 
