@@ -26,7 +26,8 @@ class Contribution:
     facts: dict[str, Any] | None
     member: dict[str, Any] | None
     days: dict[str, dict[str, Any]]
-    topic: str = ""
+    namespace: str  # the projection namespace of the user step that made it
+    topic: str = ""  # "" when handed over in-process (replay), not read from a topic
     partition: int = 0
     offset: int = -1
 
@@ -109,8 +110,9 @@ def plan_company(
         old = rows.get(c.user_id)
         if old is None or c.version >= old[0]:
             rows[c.user_id] = [c.version, c.facts, c.member, c.days]
-        name = keys.fence_field(c.topic, c.partition)
-        fences[name] = max(fences.get(name, -1), c.offset)
+        if c.topic:
+            name = keys.fence_field(c.topic, c.partition)
+            fences[name] = max(fences.get(name, -1), c.offset)
     new = encode_fields(project_company(rows))
     for user_id, row in rows.items():  # rows of users who left stay, to outrank stale messages
         new[keys.MEMBER_PREFIX + keys.escape(user_id)] = encode_fields({"r": row})["r"]

@@ -51,6 +51,18 @@ COMPANY_USERS = "u"
 CONTRIBUTED = "_co"
 
 
+def pointer(base: str) -> str:
+    """Which physical namespace a logical one (PROFILES_NAMESPACE) points at: replay flips it.
+
+    Outside every namespace's key space (`ps.pointer` is not under `ps:` or `ps-2:`)."""
+    return f"{base}.pointer"
+
+
+def namespace_pattern(namespace: str) -> str:
+    """SCAN pattern for every key of one physical namespace."""
+    return f"{namespace}:*"
+
+
 def escape(part: str) -> str:
     """Percent-escape an id so it is one inert key segment."""
     return quote(part, safe="@._-~+=,")

@@ -13,6 +13,7 @@ import redis
 
 from projections import keys, views
 from projections.fold import decode_field
+from projections.namespaces import Resolver
 
 
 class NotFound(LookupError):
@@ -26,15 +27,24 @@ class Hashes(Protocol):
 
     def hmget(self, name: str, keys: list[str]) -> Any: ...
 
+    def get(self, name: str) -> Any: ...
+
     def zrangebylex(self, name: str, min: str, max: str, start: int, num: int) -> Any: ...
 
     def pipeline(self, transaction: bool = ...) -> Any: ...
 
 
 class Reader:
+    """Reads the views of the logical namespace `namespace` (following replay flips)."""
+
     def __init__(self, client: Hashes, namespace: str = "ps") -> None:
         self._r = client
-        self.namespace = namespace
+        self._resolver = Resolver(client, namespace)
+
+    @property
+    def namespace(self) -> str:
+        """The physical namespace read now."""
+        return self._resolver.current()
 
     @classmethod
     def from_url(cls, url: str, namespace: str = "ps", password: str | None = None) -> Reader:

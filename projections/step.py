@@ -78,6 +78,7 @@ def _index_ops(
 
 
 def _deltas(
+    namespace: str,
     app_id: str,
     user_id: str,
     version: int,
@@ -91,7 +92,7 @@ def _deltas(
         if not resend and sent.get(company) == digests.get(company):
             continue
         facts, member, days = parts.get(company, [None, None, {}])
-        out.append(Contribution(app_id, company, user_id, version, facts, member, days))
+        out.append(Contribution(app_id, company, user_id, version, facts, member, days, namespace))
     return out, digests
 
 
@@ -120,6 +121,7 @@ def plan(
     projected = project(new_state, config.gap_ms)
     sent = decode_field(stored[keys.CONTRIBUTED]) if keys.CONTRIBUTED in stored else {}
     deltas, digests = _deltas(
+        namespace,
         app_id,
         user_id,
         version_of(stored) + 1,
@@ -159,7 +161,13 @@ def restate(
     projected = project(state, config.gap_ms)
     sent = decode_field(stored[keys.CONTRIBUTED]) if keys.CONTRIBUTED in stored else {}
     deltas, _ = _deltas(
-        app_id, user_id, version_of(stored), contributions(state, projected), sent, resend=True
+        namespace,
+        app_id,
+        user_id,
+        version_of(stored),
+        contributions(state, projected),
+        sent,
+        resend=True,
     )
     header = projected.get(keys.HEADER)
     return StepPlan(deltas=deltas, index=_index_ops(namespace, app_id, user_id, None, header))
@@ -213,12 +221,13 @@ async def apply_batch(
 
 
 async def apply_company_batch(
-    store: Store, namespace: str, items: list[Contribution], *, max_attempts: int = 20
+    store: Store, items: list[Contribution], *, max_attempts: int = 20
 ) -> int:
-    """Apply contributions to every company they name; returns how many were written."""
+    """Apply contributions to every company they name (in their namespace); returns how many
+    companies were written."""
     by_company: dict[str, list[Contribution]] = {}
     for c in items:
-        by_company.setdefault(keys.company(namespace, c.app_id, c.company_id), []).append(c)
+        by_company.setdefault(keys.company(c.namespace, c.app_id, c.company_id), []).append(c)
     pending = list(by_company)
     written = 0
     for _ in range(max_attempts):

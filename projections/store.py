@@ -152,6 +152,9 @@ class MemoryHashes:
     def hget(self, name: str, key: str) -> bytes | None:
         return self._data.get(name, {}).get(key)
 
+    def get(self, name: str) -> bytes | None:
+        return None  # no namespace pointer in memory: the logical namespace is the physical one
+
     def hmget(self, name: str, keys: list[str]) -> list[bytes | None]:
         fields = self._data.get(name, {})
         return [fields.get(k) for k in keys]

@@ -192,3 +192,4 @@ class CompanyDelta(_Model):
     facts: dict[str, Any] | None  # what the user's identifies say of the company (LWW triples)
     member: dict[str, Any] | None  # the user's users-tab row; None when not a current member
     days: dict[str, dict[str, Any]]  # per-day figures; {} when not counted
+    namespace: str  # the projection namespace the user step wrote

@@ -12,6 +12,7 @@ from typing import Any, cast
 import faust
 import redis.asyncio as aioredis
 
+from projections import namespaces
 from projections.step import FoldConfig, apply_batch, apply_company_batch
 from projections.store import RedisStore
 from schemas.codec import Rejected
@@ -62,8 +63,9 @@ def build_app(settings: Settings) -> faust.App:
 
     sink = KafkaSink(deltas)
 
-    def connect() -> RedisStore:
-        return RedisStore(aioredis.Redis.from_url(settings.redis_url, password=password))
+    def connect() -> tuple[Any, RedisStore]:
+        client = aioredis.Redis.from_url(settings.redis_url, password=password)
+        return client, RedisStore(client)
 
     async def dead_letter(dead: list[tuple[Any, bytes]], total: int) -> None:
         # Delivered before the batch is acked: a crash here redelivers, never drops.
@@ -81,10 +83,20 @@ def build_app(settings: Settings) -> faust.App:
                 log.error("redis unavailable (%s); retrying the batch in 1 s", exc)
                 await asyncio.sleep(1)
 
+    async def fold_users(client: Any, store: RedisStore, good: list[Any], now_ms: int) -> None:
+        # While a replay builds the next namespace, the live worker writes both.
+        for namespace in (await namespaces.read(client, settings.namespace)).targets:
+            await apply_batch(store, sink, namespace, good, now_ms=now_ms, config=config)
+
+    async def fold_companies(client: Any, store: RedisStore, good: list[Any]) -> None:
+        # Contributions to a namespace that is gone (replaced by a replay) are dropped.
+        targets = (await namespaces.read(client, settings.namespace)).targets
+        await apply_company_batch(store, [c for c in good if c.namespace in targets])
+
     # concurrency=1: faust-streaming can commit past an unfinished message otherwise (#606).
     @app.agent(source, concurrency=1)
     async def users(stream: faust.StreamT) -> None:
-        store = connect()
+        client, store = connect()
         async for events in cast(faust.Stream, stream).take_events(
             settings.batch_size, settings.batch_seconds
         ):
@@ -93,21 +105,11 @@ def build_app(settings: Settings) -> faust.App:
             if dead:
                 await dead_letter(dead, len(events))
             if good:
-                await until_done(
-                    partial(
-                        apply_batch,
-                        store,
-                        sink,
-                        settings.namespace,
-                        good,
-                        now_ms=now_ms,
-                        config=config,
-                    )
-                )
+                await until_done(partial(fold_users, client, store, good, now_ms))
 
     @app.agent(deltas, concurrency=1)
     async def companies(stream: faust.StreamT) -> None:
-        store = connect()
+        client, store = connect()
         async for events in cast(faust.Stream, stream).take_events(
             settings.batch_size, settings.batch_seconds
         ):
@@ -121,6 +123,6 @@ def build_app(settings: Settings) -> faust.App:
             if dead:
                 await dead_letter(dead, len(events))
             if good:
-                await until_done(partial(apply_company_batch, store, settings.namespace, good))
+                await until_done(partial(fold_companies, client, store, good))
 
     return app

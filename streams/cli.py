@@ -425,6 +425,113 @@ def progress(done: int, total: int) -> None:
     click.echo(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} users", err=True, nl=False)
 
 
+# ---- dead letters ----------------------------------------------------------------------------
+
+
+@main.group()
+def dlq() -> None:
+    """Inspect dead-lettered records by reason and redrive them after a fix."""
+
+
+def dlq_read(cfg: Settings) -> tuple[list[Any], set[str]]:
+    """Every letter of the DLQ and the coordinates of those already redriven."""
+    from streams.dlq import read_letters, read_markers, redriven_coordinates
+
+    async def both() -> tuple[list[Any], set[str]]:
+        letters = await read_letters(cfg)
+        return letters, redriven_coordinates(letters, await read_markers(cfg))
+
+    return asyncio.run(both())
+
+
+@dlq.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def dlq_list(as_json: bool) -> None:
+    """Dead letters by reason: count, how many were redriven, source topics, first/last failure."""
+    from streams.dlq import summarize
+
+    letters, done = dlq_read(settings())
+
+    def table(s: dict[str, Any]) -> None:
+        click.echo(f"dlq: {s['total']} letters")
+        for reason, row in s["reasons"].items():
+            click.echo(
+                f"{reason}: {row['count']} (redriven {row['redriven']}), "
+                f"failed {row['first_failed_at']} .. {row['last_failed_at']}"
+            )
+            for topic, count in row["topics"].items():
+                click.echo(f"  {topic or '(unknown)'}: {count}")
+
+    emit(summarize(letters, done), as_json, table)
+
+
+@dlq.command("show")
+@click.option("--reason", help="only letters of this reason")
+@click.option("--limit", type=click.IntRange(min=1), help="at most N letters, oldest first")
+@click.option("--json", "as_json", is_flag=True, help="JSON, with each value as base64")
+def dlq_show(reason: str | None, limit: int | None, as_json: bool) -> None:
+    """The dead letters (oldest failure first): reason, detail, source, key and the value."""
+    from streams.dlq import letter_view
+
+    letters, done = dlq_read(settings())
+    chosen = sorted(
+        (x for x in letters if reason is None or x.reason == reason),
+        key=lambda x: (x.failed_at, x.dlq_partition, x.dlq_offset),
+    )[:limit]
+    views = [letter_view(x, x.coordinates in done, as_json) for x in chosen]
+
+    def table(rows: list[dict[str, Any]]) -> None:
+        for v in rows:
+            flag = " (redriven)" if v["redriven"] else ""
+            click.echo(
+                f"dlq[{v['dlq_partition']}]@{v['dlq_offset']} {v['reason']} {v['failed_at']}{flag}"
+            )
+            click.echo(f"  detail: {v['detail']}")
+            click.echo(f"  source: {v['topic']}[{v['partition']}]@{v['offset']} key {v['key']!r}")
+            click.echo(f"  value ({v['value_bytes']} bytes): {v['value_preview']}")
+        if not rows:
+            click.echo("no dead letters" + (f" of reason {reason}" if reason else ""))
+
+    emit(views, as_json, table)
+
+
+@dlq.command("redrive")
+@click.option("--reason", help="only letters of this reason")
+@click.option("--dry-run", is_flag=True, help="count what would be sent, send nothing")
+@click.option("--json", "as_json", is_flag=True)
+def dlq_redrive(reason: str | None, dry_run: bool, as_json: bool) -> None:
+    """Send dead letters back to their source topic and partition, unchanged, after a fix.
+
+    Each letter's original key and value bytes go back as they were, so the record keeps its
+    event time and event_id (one the worker had accepted after all is deduplicated; one that is
+    still bad is dead-lettered again, as a new letter). Every letter is redriven at most once:
+    the topic <prefix>dlq-redriven records `sending` before and `done` after its delivery, and
+    a redrive that stopped in between checks the target partition for the record (by its
+    header) before sending anything again. So an interrupted redrive is simply run again, and
+    letters of other reasons stay for a later redrive. Starting a redrive fences an earlier one
+    still running. Letters whose source topic is not a source topic of this pipeline are
+    refused (exit 1).
+    """
+    from streams.dlq import redrive
+
+    result = asyncio.run(redrive(settings(), reason, dry_run))
+    if as_json:
+        emit(result.as_dict(), True, lambda _: None)
+    else:
+        verb = "would redrive" if dry_run else "redriven"
+        counts = ", ".join(f"{r} {n}" for r, n in sorted(result.redriven.items()))
+        click.echo(f"{verb} {sum(result.redriven.values())} letters ({counts or 'none'})")
+        if result.already:
+            counts = ", ".join(f"{r} {n}" for r, n in sorted(result.already.items()))
+            click.echo(f"already redriven before: {sum(result.already.values())} ({counts})")
+    if result.refused:
+        topics = ", ".join(f"{t} {n}" for t, n in sorted(result.refused.items()))
+        fail(
+            f"refused {sum(result.refused.values())} letters whose source topic is not a "
+            f"source topic of this pipeline ({topics})"
+        )
+
+
 def run() -> None:
     """Entry point: known failures are one line and a non-zero exit, never a traceback."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

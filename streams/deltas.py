@@ -47,6 +47,7 @@ def decode_delta(raw: bytes, topic: str, partition: int, offset: int) -> Contrib
         d.facts,
         d.member,
         d.days,
+        d.namespace,
         topic,
         partition,
         offset,

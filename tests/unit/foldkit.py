@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import replace
 from typing import Any
 
 from projections.company import Contribution
@@ -24,20 +25,7 @@ class MemorySink:
 
     async def send(self, deltas: list[Contribution]) -> None:
         for c in deltas:
-            self.log.append(
-                Contribution(
-                    c.app_id,
-                    c.company_id,
-                    c.user_id,
-                    c.version,
-                    c.facts,
-                    c.member,
-                    c.days,
-                    "deltas",
-                    0,
-                    len(self.log),
-                )
-            )
+            self.log.append(replace(c, topic="deltas", partition=0, offset=len(self.log)))
 
 
 def fold(
@@ -69,7 +57,7 @@ def fold(
     # The company agent reads the deltas in log order, batched and redelivered like any topic.
     delta_batches = random_batches(len(sink.log), rng) if rng else [list(range(len(sink.log)))]
     for batch in delta_batches:
-        asyncio.run(apply_company_batch(store, NS, [sink.log[i] for i in batch]))
+        asyncio.run(apply_company_batch(store, [sink.log[i] for i in batch]))
     return Reader(MemoryHashes(store), NS)
 
 
