@@ -49,6 +49,19 @@ class Sink(Protocol):
         ...
 
 
+class DirectSink:
+    """Applies contributions to their companies at once, without a topic (used by replay).
+
+    Safe for the same reason as the topic: a contribution replaces a member's row only with
+    an equal or newer user-step version."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def send(self, deltas: list[Contribution]) -> None:
+        await apply_company_batch(self._store, deltas)
+
+
 @dataclass
 class StepPlan:
     to_set: dict[str, bytes] = field(default_factory=dict)

@@ -265,7 +265,7 @@ def redriven_coordinates(letters: Iterable[Letter], markers: dict[str, Marker]) 
 
 
 def redrive_log(settings: Settings) -> str:
-    return Topics(settings.topic_prefix).prefix + "dlq-redriven"
+    return Topics(settings.topic_prefix).dlq_redriven
 
 
 def transactional_id(settings: Settings) -> str:

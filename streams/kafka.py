@@ -6,6 +6,7 @@ import contextlib
 import ssl
 from typing import Any
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -43,3 +44,17 @@ async def ensure_topics(settings: Settings) -> None:
                 await admin.create_topics(missing)
     finally:
         await admin.close()
+
+
+async def partitions(settings: Settings, names: list[str]) -> list[TopicPartition]:
+    """Every partition of the named topics that exist, in topic then partition order."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [n for n in names if n in existing]
+        described = await admin.describe_topics(wanted) if wanted else []
+    finally:
+        await admin.close()
+    found = {d["topic"]: sorted(p["partition"] for p in d["partitions"]) for d in described}
+    return [TopicPartition(t, p) for t in wanted for p in found.get(t, [])]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from streams.kafka import client_options
+from streams.kafka import client_options, partitions
 from streams.settings import Settings
 from streams.topics import Topics
 
@@ -21,15 +21,7 @@ async def pipeline_status(settings: Settings) -> dict[str, Any]:
     await admin.start()
     await consumer.start()
     try:
-        existing = set(await admin.list_topics())
-        consumed = [*topics.sources, topics.company_deltas]
-        watched = [t for t in [*consumed, topics.dlq] if t in existing]
-        described = await admin.describe_topics(watched) if watched else []
-        tps = [
-            TopicPartition(d["topic"], part["partition"])
-            for d in described
-            for part in sorted(d["partitions"], key=lambda x: x["partition"])
-        ]
+        tps = await partitions(settings, [*topics.sources, topics.company_deltas, topics.dlq])
         ends = await consumer.end_offsets(tps) if tps else {}
         begins = await consumer.beginning_offsets(tps) if tps else {}
         groups = []

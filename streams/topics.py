@@ -41,6 +41,11 @@ class Topics:
     def company_deltas(self) -> str:
         return self.prefix + "company-deltas"
 
+    @property
+    def dlq_redriven(self) -> str:
+        """The log of which dead letters `profiles dlq redrive` has sent back."""
+        return self.prefix + "dlq-redriven"
+
 
 def record_key(app_id: str, user_id: str) -> bytes:
     """The partitioning key of every user-scoped record."""

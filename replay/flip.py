@@ -1,0 +1,118 @@
+"""`profiles replay`: rebuild into a fresh namespace while the live worker serves, then flip."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+from projections import keys, namespaces
+from projections.namespaces import Pointer
+from replay.rebuild import Progress, rebuild
+from streams.kafka import client_options
+from streams.settings import Settings
+
+# Readers re-read the pointer every 0.5 s and a live batch takes well under this: after a
+# flip, nothing reads or writes the old namespace once this has passed.
+GRACE_SECONDS = 5.0
+
+
+class ReplayError(Exception):
+    """A replay that cannot start or go on; the message says why and what to do."""
+
+
+@dataclass
+class ReplayResult:
+    previous: str
+    current: str
+    progress: Progress
+    removed_keys: int
+
+
+def next_namespace(base: str, current: str) -> str:
+    match = re.fullmatch(re.escape(base) + r"-(\d+)", current)
+    return f"{base}-{int(match.group(1)) + 1 if match else 1}"
+
+
+def replay_group(settings: Settings, target: str) -> str:
+    return f"{settings.group_id}-replay-{target}"
+
+
+async def is_empty(client: Any, namespace: str) -> bool:
+    async for _key in client.scan_iter(match=keys.namespace_pattern(namespace), count=1000):
+        return False
+    return True
+
+
+async def remove_namespace(client: Any, namespace: str) -> int:
+    removed = 0
+    batch: list[Any] = []
+    async for key in client.scan_iter(match=keys.namespace_pattern(namespace), count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            removed += await client.unlink(*batch)
+            batch.clear()
+    if batch:
+        removed += await client.unlink(*batch)
+    return removed
+
+
+async def start_or_resume(client: Any, settings: Settings, wanted: str | None) -> Pointer:
+    """Point the live writers at a next namespace (or find the replay already under way)."""
+    base = settings.namespace
+    pointer = await namespaces.read(client, base)
+    if pointer.next is not None:
+        if wanted is not None and wanted != pointer.next:
+            raise ReplayError(
+                f"a replay into {pointer.next!r} is under way; run `profiles "
+                f"replay` without --namespace to finish it"
+            )
+        return pointer
+    target = wanted or next_namespace(base, pointer.current)
+    if target == pointer.current or not re.fullmatch(r"[A-Za-z0-9_-]{1,48}", target):
+        raise ReplayError(f"{target!r} cannot be the new namespace")
+    if not await is_empty(client, target):
+        raise ReplayError(f"namespace {target!r} already holds keys; choose another")
+    started = Pointer(pointer.current, target)
+    async with client.pipeline(transaction=True) as pipe:  # only if nobody moved it meanwhile
+        await pipe.watch(keys.pointer(base))
+        if await namespaces.read(pipe, base) != pointer:
+            raise ReplayError("the namespace pointer changed under this replay; run it again")
+        pipe.multi()
+        pipe.set(keys.pointer(base), started.encode())
+        await pipe.execute()
+    return started
+
+
+async def replay(
+    settings: Settings, client: Any, *, since_ms: int | None = None, namespace: str | None = None
+) -> ReplayResult:
+    """Rebuild, flip every reader to the rebuilt namespace, remove the old one."""
+    pointer = await start_or_resume(client, settings, namespace)
+    assert pointer.next is not None
+    group = replay_group(settings, pointer.next)
+    # The live worker writes the next namespace too from its next batch on, so the rebuild
+    # only has to reach the end offsets sampled now, after the pointer moved.
+    progress = await rebuild(settings, client, pointer.next, group=group, since_ms=since_ms)
+    flipped = Pointer(pointer.next)
+    await client.set(keys.pointer(settings.namespace), flipped.encode())
+    print(f"flipped readers and the live worker to {pointer.next!r}", file=sys.stderr)
+    await asyncio.sleep(GRACE_SECONDS)
+    removed = await remove_namespace(client, pointer.current)
+    await forget_group(settings, group)
+    return ReplayResult(pointer.current, pointer.next, progress, removed)
+
+
+async def forget_group(settings: Settings, group: str) -> None:
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        await admin.delete_consumer_groups([group])
+    except Exception:  # only bookkeeping: a leftover group holds no data
+        pass
+    finally:
+        await admin.close()
