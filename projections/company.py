@@ -98,7 +98,11 @@ def plan_company(
     that was retried after a crash wins over the attempt it replaces.
     """
     fences = {k: int(v) for k, v in stored.items() if k.startswith(keys.FENCE_PREFIX)}
-    fresh = [c for c in items if c.offset > fences.get(keys.fence_field(c.topic, c.partition), -1)]
+    fresh = [
+        c
+        for c in items
+        if not c.topic or c.offset > fences.get(keys.fence_field(c.topic, c.partition), -1)
+    ]
     if not fresh:
         return None
     rows = {

@@ -9,7 +9,13 @@ from typing import Any
 
 from projections.company import Contribution
 from projections.reader import NotFound, Reader
-from projections.step import FoldConfig, Positioned, apply_batch, apply_company_batch
+from projections.step import (
+    DirectSink,
+    FoldConfig,
+    Positioned,
+    apply_batch,
+    apply_company_batch,
+)
 from projections.store import MemoryHashes, MemoryStore
 from schemas.codec import validate
 from schemas.limits import Limits
@@ -35,6 +41,7 @@ def fold(
     batches: list[list[int]] | None = None,
     config: FoldConfig | None = None,
     rng: random.Random | None = None,
+    direct: bool = False,
 ) -> Reader:
     """Validate and apply records in the given batches (lists of indexes) to a fresh store.
 
@@ -43,7 +50,7 @@ def fold(
     """
     config = config or FoldConfig()
     store = MemoryStore()
-    sink = MemorySink()
+    sink: MemorySink | DirectSink = DirectSink(store) if direct else MemorySink()
     positioned = [
         Positioned(validate(r, Limits(), now_ms), f"src.{r['type']}", 0, i)
         for i, r in enumerate(records)
@@ -54,10 +61,12 @@ def fold(
                 store, sink, NS, [positioned[i] for i in batch], now_ms=now_ms, config=config
             )
         )
-    # The company agent reads the deltas in log order, batched and redelivered like any topic.
-    delta_batches = random_batches(len(sink.log), rng) if rng else [list(range(len(sink.log)))]
-    for batch in delta_batches:
-        asyncio.run(apply_company_batch(store, [sink.log[i] for i in batch]))
+    if isinstance(sink, MemorySink):
+        # The company agent reads the deltas in log order, batched and redelivered as any topic.
+        log = sink.log
+        delta_batches = random_batches(len(log), rng) if rng else [list(range(len(log)))]
+        for batch in delta_batches:
+            asyncio.run(apply_company_batch(store, [log[i] for i in batch]))
     return Reader(MemoryHashes(store), NS)
 
 

@@ -170,7 +170,9 @@ def test_any_order_duplicates_and_batches_give_the_batch_answer(
     rng = random.Random(seed)
     delivered = records + [dict(r) for r in records if rng.random() < dup]
     rng.shuffle(delivered)
-    reader = fold(delivered, now_ms=NOW, batches=random_batches(len(delivered), rng), rng=rng)
+    batches = random_batches(len(delivered), rng)
+    # companies through the deltas topic (live worker) or handed over directly (replay)
+    reader = fold(delivered, now_ms=NOW, batches=batches, rng=rng, direct=rng.random() < 0.3)
     for user in USERS:
         for period in PERIODS:
             assert views(reader, "app", user, **dict(period)) == reference_views(
