@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -104,6 +106,28 @@ class Pipeline:
                     raise AssertionError(f"worker exited with {proc.returncode}")
             assert time.monotonic() < deadline, f"still lagging: {status['lag']}"
             time.sleep(0.5)
+
+    def ingest_with_kills(self, records: list[dict[str, Any]], kills: int, seed: int) -> list[int]:
+        """Publish in the background while SIGKILLing the worker `kills` times, each at a
+        random moment after it made progress; returns the lag at each kill."""
+        rng = random.Random(seed)
+        worker = self.start_worker()
+        publisher = threading.Thread(target=self.publish_file, args=(records,))
+        publisher.start()
+        lag_at_kill, processed = [], 0
+        for _ in range(kills):
+            deadline = time.monotonic() + 120
+            while self.status()["groups"][0]["processed"] <= processed:  # wait for progress
+                assert time.monotonic() < deadline, "the worker made no progress"
+                time.sleep(0.2)
+            time.sleep(rng.uniform(0.0, 1.0))  # then a random moment inside the ingest
+            self.kill(worker)
+            status = self.status()
+            processed = status["groups"][0]["processed"]
+            lag_at_kill.append(status["lag"])
+            worker = self.start_worker()
+        publisher.join()
+        return lag_at_kill
 
     def stop(self) -> None:
         for proc in self.workers:

@@ -3,8 +3,6 @@ also when the worker is killed with SIGKILL in the middle of ingest."""
 
 from __future__ import annotations
 
-import random
-import threading
 import time
 from typing import Any
 
@@ -38,24 +36,7 @@ def test_every_user_equals_the_batch_computation(pipeline: Any) -> None:
 
 def test_sigkill_during_ingest_loses_and_doubles_nothing(pipeline: Any) -> None:
     records, now_ms = dataset(seed=11)
-    rng = random.Random(3)
-    worker = pipeline.start_worker()
-    publisher = threading.Thread(target=pipeline.publish_file, args=(records,))
-    publisher.start()
-    lag_at_kill = []
-    processed = 0
-    for _ in range(3):
-        deadline = time.monotonic() + 120
-        while pipeline.status()["groups"][0]["processed"] <= processed:  # wait for progress
-            assert time.monotonic() < deadline, "the worker made no progress"
-            time.sleep(0.2)
-        time.sleep(rng.uniform(0.0, 1.0))  # then a random moment inside the ingest
-        pipeline.kill(worker)
-        status = pipeline.status()
-        processed = status["groups"][0]["processed"]
-        lag_at_kill.append(status["lag"])
-        worker = pipeline.start_worker()
-    publisher.join()
+    lag_at_kill = pipeline.ingest_with_kills(records, kills=3, seed=3)
     status = pipeline.wait_idle()
     assert all(lag > 0 for lag in lag_at_kill), f"a kill came after the ingest: {lag_at_kill}"
     assert status["groups"][0]["processed"] == len(records)
