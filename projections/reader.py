@@ -7,6 +7,7 @@ reader.user("app-1", "user-42", frm="2026-11-01", to="2026-11-28")
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import redis
@@ -50,17 +51,32 @@ class Reader:
     def from_url(cls, url: str, namespace: str = "ps", password: str | None = None) -> Reader:
         return cls(redis.Redis.from_url(url, password=password), namespace)
 
-    def _header(self, app_id: str, user_id: str) -> tuple[str, dict[str, Any]]:
-        key = keys.user(self.namespace, app_id, user_id)
-        raw = self._r.hget(key, keys.HEADER)
-        if raw is None:
-            raise NotFound(f"user {user_id!r} of app {app_id!r} not found")
-        return key, decode_field(raw)
+    def _read(
+        self, key: str, missing: str, names: Callable[[dict[str, Any]], list[str]]
+    ) -> tuple[dict[str, Any], list[Any]]:
+        """The header and the fields it names, both from one version of the entity.
 
-    def _fields(self, key: str, names: list[str]) -> list[Any]:
-        if not names:
-            return []
-        return [decode_field(v) for v in self._r.hmget(key, names) if v is not None]
+        The header says which fields to read; a write between the two reads is noticed (the
+        header changed) and the read is done again, so a view is never half old, half new."""
+        raw = self._r.hget(key, keys.HEADER)
+        while True:
+            if raw is None:
+                raise NotFound(missing)
+            header = decode_field(raw)
+            wanted = names(header)
+            pipe = self._r.pipeline(transaction=True)
+            pipe.hget(key, keys.HEADER)
+            pipe.hmget(key, wanted or [keys.HEADER])
+            again, values = pipe.execute()
+            if again == raw:
+                return header, [decode_field(v) for v in values if v is not None] if wanted else []
+            raw = again
+
+    def _user(
+        self, app_id: str, user_id: str, names: Callable[[dict[str, Any]], list[str]]
+    ) -> tuple[dict[str, Any], list[Any]]:
+        key = keys.user(self.namespace, app_id, user_id)
+        return self._read(key, f"user {user_id!r} of app {app_id!r} not found", names)
 
     def user(
         self,
@@ -71,9 +87,7 @@ class Reader:
         to: str | None = None,
         search: str | None = None,
     ) -> dict[str, Any]:
-        key, header = self._header(app_id, user_id)
-        days = views.days_in(header["days"], frm, to)
-        figures = self._fields(key, [keys.DAY_PREFIX + d for d in days])
+        header, figures = self._user(app_id, user_id, _days(keys.DAY_PREFIX, frm, to))
         company = self._company_name(app_id, header["company_id"])
         if company is not None:
             header = {**header, "company_name": company}
@@ -95,30 +109,26 @@ class Reader:
         to: str | None = None,
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        key, header = self._header(app_id, user_id)
-        days = views.days_in(header["days"], frm, to)
-        return views.sessions(self._fields(key, [keys.SESSIONS_PREFIX + d for d in days]), limit)
+        _header, day_lists = self._user(app_id, user_id, _days(keys.SESSIONS_PREFIX, frm, to))
+        return views.sessions(day_lists, limit)
 
     def sentiment(
         self, app_id: str, user_id: str, *, frm: str | None = None, to: str | None = None
     ) -> list[dict[str, Any]]:
-        key, _header = self._header(app_id, user_id)
-        rows = self._fields(key, [keys.FEEDBACK])
+        _header, rows = self._user(app_id, user_id, lambda _h: [keys.FEEDBACK])
         return views.sentiment(rows[0] if rows else [], frm, to)
 
     def engagement(self, app_id: str, user_id: str) -> list[dict[str, Any]]:
-        key, _header = self._header(app_id, user_id)
-        rows = self._fields(key, [keys.ENGAGEMENT])
+        _header, rows = self._user(app_id, user_id, lambda _h: [keys.ENGAGEMENT])
         return views.engagement(rows[0] if rows else [])
 
     # ---- companies ---------------------------------------------------------------------------
 
-    def _company_header(self, app_id: str, company_id: str) -> tuple[str, dict[str, Any]]:
+    def _company(
+        self, app_id: str, company_id: str, names: Callable[[dict[str, Any]], list[str]]
+    ) -> tuple[dict[str, Any], list[Any]]:
         key = keys.company(self.namespace, app_id, company_id)
-        raw = self._r.hget(key, keys.HEADER)
-        if raw is None:
-            raise NotFound(f"company {company_id!r} of app {app_id!r} not found")
-        return key, decode_field(raw)
+        return self._read(key, f"company {company_id!r} of app {app_id!r} not found", names)
 
     def company(
         self,
@@ -129,14 +139,11 @@ class Reader:
         to: str | None = None,
         search: str | None = None,
     ) -> dict[str, Any]:
-        key, header = self._company_header(app_id, company_id)
-        days = views.days_in(header["days"], frm, to)
-        figures = self._fields(key, [keys.DAY_PREFIX + d for d in days])
+        header, figures = self._company(app_id, company_id, _days(keys.DAY_PREFIX, frm, to))
         return views.company(app_id, company_id, header, views.overview(figures, frm, to, search))
 
     def company_users(self, app_id: str, company_id: str) -> list[dict[str, Any]]:
-        key, _header = self._company_header(app_id, company_id)
-        rows = self._fields(key, [keys.COMPANY_USERS])
+        _header, rows = self._company(app_id, company_id, lambda _h: [keys.COMPANY_USERS])
         return views.company_users(rows[0] if rows else [])
 
     # ---- the app's users -------------------------------------------------------------------
@@ -206,3 +213,8 @@ class Reader:
             (user_id, None if raw is None else decode_field(raw))
             for user_id, raw in zip(user_ids, pipe.execute(), strict=True)
         ]
+
+
+def _days(prefix: str, frm: str | None, to: str | None) -> Callable[[dict[str, Any]], list[str]]:
+    """The fields of the header's days within the period."""
+    return lambda header: [prefix + d for d in views.days_in(header["days"], frm, to)]

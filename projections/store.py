@@ -180,6 +180,9 @@ class _MemoryPipeline:
     def hget(self, name: str, key: str) -> None:
         self._calls.append(lambda: self._hashes.hget(name, key))
 
+    def hmget(self, name: str, keys: list[str]) -> None:
+        self._calls.append(lambda: self._hashes.hmget(name, keys))
+
     def zcard(self, name: str) -> None:
         self._calls.append(lambda: len(self._hashes._sets.get(name, ())))
 
