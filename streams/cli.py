@@ -622,6 +622,57 @@ def replay_command(
         )
 
 
+@main.command("purge")
+@click.argument("app_id", metavar="APP")
+@click.argument("user_ids", nargs=-1, required=True, metavar="USER...")
+@click.option("--dry-run", is_flag=True, help="count what would be removed, change nothing")
+@click.option("--json", "as_json", is_flag=True)
+def purge_command(app_id: str, user_ids: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
+    """Remove deleted users' erased records from the Kafka topics (GDPR), losing nothing else.
+
+    For each USER, T is the time of its latest applied `delete` (a user without one is
+    refused, exit 1). Every record of the user with event time <= T goes from the source
+    topics (its delete commands stay, so late records keep being erased), as do its DLQ
+    letters; company deltas the worker has applied go too. Each affected partition is
+    rewritten through the staging topic <prefix>purge-staging: surviving records are staged,
+    the partition is truncated at the end offset sampled at start, and the staged records are
+    produced again in order. An interrupted purge is finished by the next one."""
+    import redis.asyncio as aioredis
+
+    from replay.purge import PurgeError, purge
+
+    cfg = settings()
+    password = cfg.redis_password.get_secret_value() if cfg.redis_password else None
+
+    def report(line: str) -> None:
+        click.echo(line, err=True)
+
+    async def go() -> Any:
+        client = aioredis.Redis.from_url(cfg.redis_url, password=password)
+        try:
+            return await purge(cfg, client, app_id, user_ids, dry_run=dry_run, report=report)
+        finally:
+            await client.aclose()
+
+    try:
+        result = asyncio.run(go())
+    except PurgeError as exc:
+        fail(str(exc))
+    summary = result.as_dict()
+    if as_json:
+        click.echo(json.dumps(summary, ensure_ascii=False))
+    else:
+        verb = "would remove" if dry_run else "removed"
+        for user_id, row in summary["users"].items():
+            click.echo(f"{user_id}: deleted until {row['deleted_until']}, {verb} {row['removed']}")
+        for topic, row in summary["topics"].items():
+            click.echo(f"{topic}: {verb} {row['removed']}, kept {row['kept']}")
+    for user_id, why in summary["refused"].items():
+        click.echo(f"profiles: refused {user_id}: {why}", err=True)
+    if summary["refused"]:
+        sys.exit(1)
+
+
 def run() -> None:
     """Entry point: known failures are one line and a non-zero exit, never a traceback."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

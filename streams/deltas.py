@@ -29,6 +29,7 @@ def encode_delta(c: Contribution) -> bytes:
             "facts": c.facts,
             "member": c.member,
             "days": c.days,
+            "namespace": c.namespace,
         }
     )
 

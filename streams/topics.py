@@ -46,6 +46,11 @@ class Topics:
         """The log of which dead letters `profiles dlq redrive` has sent back."""
         return self.prefix + "dlq-redriven"
 
+    @property
+    def purge_staging(self) -> str:
+        """Where `profiles purge` keeps a partition's surviving records while it rewrites it."""
+        return self.prefix + "purge-staging"
+
 
 def record_key(app_id: str, user_id: str) -> bytes:
     """The partitioning key of every user-scoped record."""

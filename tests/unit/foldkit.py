@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from dataclasses import replace
 from typing import Any
 
 from projections.company import Contribution
@@ -19,6 +18,7 @@ from projections.step import (
 from projections.store import MemoryHashes, MemoryStore
 from schemas.codec import validate
 from schemas.limits import Limits
+from streams.deltas import decode_delta, encode_delta
 
 NS = "t"
 
@@ -31,7 +31,8 @@ class MemorySink:
 
     async def send(self, deltas: list[Contribution]) -> None:
         for c in deltas:
-            self.log.append(replace(c, topic="deltas", partition=0, offset=len(self.log)))
+            # through the wire codec, as the company agent reads them
+            self.log.append(decode_delta(encode_delta(c), "deltas", 0, len(self.log)))
 
 
 def fold(
