@@ -3,6 +3,7 @@ readers never see a missing or half-built profile during the flip, and a killed 
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from compare import compare_companies, compare_users
 from conftest import PROFILES
 
 from projections import keys, namespaces
+from projections.fold import decode_field, encode_fields
 from projections.reader import NotFound, Reader
 from streams.generate import generate
 
@@ -105,3 +107,18 @@ def test_replay_rebuilds_flips_and_resumes(pipeline: Any) -> None:
     verify = pipeline.cli("replay", "--verify", "--json")
     assert verify.exit_code == 0, verify.output
     assert verify.stdout.strip().endswith("[]")
+
+    # A view that no longer matches the log is reported, field by field.
+    app, user = next(who for who, profile in snapshot.items() if profile is not None)
+    key = keys.user(f"{base}-1", app, user)
+    header = decode_field(client.hget(key, keys.HEADER))
+    client.hset(key, keys.HEADER, encode_fields({"h": {**header, "name": "Tampered"}})["h"])
+    verify = pipeline.cli("replay", "--verify", "--json")
+    assert verify.exit_code == 1
+    found = json.loads(verify.stdout[verify.stdout.index("[") :])
+    assert {
+        "entity": f"user {app} {user}",
+        "field": "name",
+        "live": "Tampered",
+        "rebuilt": snapshot[(app, user)]["name"],
+    } in found
