@@ -19,6 +19,7 @@ from schemas.codec import Rejected
 from streams.deltas import KafkaSink, decode_delta
 from streams.ingest import dead_letter as dead_letter_value
 from streams.ingest import triage
+from streams.kafka import MAX_DELTA_BYTES
 from streams.settings import Settings
 from streams.topics import Topics
 
@@ -53,6 +54,7 @@ def build_app(settings: Settings) -> faust.App:
         broker_commit_interval=1.0,
         broker_session_timeout=settings.consumer_session_timeout_seconds,
         broker_heartbeat_interval=1.0,
+        producer_max_request_size=MAX_DELTA_BYTES,
     )
     source = app.topic(*topics.sources, key_type=bytes, value_type=bytes)
     dlq = app.topic(topics.dlq, key_type=bytes, value_type=bytes)

@@ -30,15 +30,30 @@ def client_options(settings: Settings) -> dict[str, Any]:
     return opts
 
 
+# A company contribution carries a user's per-day figures for the whole retention: allow
+# more than Kafka's default 1 MB message (the worker's producer allows the same).
+MAX_DELTA_BYTES = 16 * 1024 * 1024
+
+
 async def ensure_topics(settings: Settings) -> None:
     """Create every topic the pipeline uses (a no-op for those that exist)."""
     topics = Topics(settings.topic_prefix)
     names = [*topics.sources, topics.dlq, topics.company_deltas]
+    configs = {topics.company_deltas: {"max.message.bytes": str(MAX_DELTA_BYTES)}}
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(n, settings.partitions, 1) for n in names if n not in existing]
+        missing = [
+            NewTopic(
+                n,
+                settings.partitions,
+                1,
+                topic_configs=configs.get(n, {}),
+            )
+            for n in names
+            if n not in existing
+        ]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
                 await admin.create_topics(missing)
