@@ -138,12 +138,22 @@ def apply(
     new = UserState(buckets["i"], buckets["d"], buckets["c"])
     until = new.deleted_until
     oldest = now_ms - retention_days * 86_400_000
-    floor = oldest if until is None else max(oldest, until + 1)
-    new.interactions = {k: v for k, v in new.interactions.items() if v[0] >= floor}
-    new.identifies = {k: v for k, v in new.identifies.items() if v[0] >= floor}
-    if until is not None:
-        new.commands = {k: v for k, v in new.commands.items() if v[1] == "delete" or v[0] > until}
+
+    def kept(at: int, is_delete: bool = False) -> bool:
+        return at >= oldest and not erased_by_delete(at, is_delete, until)
+
+    new.interactions = {k: v for k, v in new.interactions.items() if kept(v[0])}
+    new.identifies = {k: v for k, v in new.identifies.items() if kept(v[0])}
+    new.commands = {
+        k: v for k, v in new.commands.items() if not erased_by_delete(v[0], v[1] == "delete", until)
+    }
     return new
+
+
+def erased_by_delete(at: int, is_delete: bool, until: int | None) -> bool:
+    """§3 delete: a record at or before the latest delete's time is erased — except the delete
+    commands themselves, which stay so that late records before them stay erased too."""
+    return until is not None and at <= until and not is_delete
 
 
 # ---- the projection ------------------------------------------------------------------------

@@ -51,7 +51,7 @@ from aiokafka.admin.records_to_delete import RecordsToDelete
 from aiokafka.errors import TopicAlreadyExistsError
 
 from projections import keys, namespaces
-from projections.fold import UserState
+from projections.fold import UserState, erased_by_delete
 from schemas.codec import decode_bytes, validate
 from schemas.limits import Limits
 from schemas.models import Command
@@ -143,10 +143,8 @@ def erased_record(raw: bytes | None, key: bytes | None, deletes: dict[User, int]
     if owner is None:
         by_key = {record_key(*u): u for u in deletes}
         return by_key.get(key) if key is not None else None
-    until = deletes.get(owner.user)
-    if until is None or owner.at > until or owner.is_delete:
-        return None
-    return owner.user
+    erased = erased_by_delete(owner.at, owner.is_delete, deletes.get(owner.user))
+    return owner.user if erased else None
 
 
 def erased_letter(raw: bytes | None, deletes: dict[User, int]) -> User | None:
