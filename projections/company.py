@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from projections import keys
-from projections.fold import changes, decode_field, encode_fields
+from projections.fold import changes, decode_field, encode_field, encode_fields
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def plan_company(
             fences[name] = max(fences.get(name, -1), c.offset)
     new = encode_fields(project_company(rows))
     for user_id, row in rows.items():  # rows of users who left stay, to outrank stale messages
-        new[keys.MEMBER_PREFIX + keys.escape(user_id)] = encode_fields({"r": row})["r"]
+        new[keys.MEMBER_PREFIX + keys.escape(user_id)] = encode_field(row)
     new.update({name: str(offset).encode() for name, offset in fences.items()})
     old_fields = {k: v for k, v in stored.items() if k != keys.VERSION}
     return changes(old_fields, new)

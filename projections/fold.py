@@ -14,6 +14,7 @@ from typing import Any
 
 import msgpack
 
+from projections import keys
 from projections.pagekey import page_key
 from schemas.models import Command, Content, Feedback, Identify, Page, Record, Track
 from schemas.timefmt import day_of, parse_timestamp
@@ -238,9 +239,9 @@ def project(state: UserState, gap_ms: int) -> dict[str, Any]:
         elif row[1] == "page":
             day(day_of(row[0]))["p"][row[2]] += 1
     for d, figures in days.items():
-        fields["d:" + d] = {**figures, "n": dict(figures["n"]), "p": dict(figures["p"])}
+        fields[keys.DAY_PREFIX + d] = {**figures, "n": dict(figures["n"]), "p": dict(figures["p"])}
     for d, day_sessions in by_day.items():
-        fields["s:" + d] = day_sessions
+        fields[keys.SESSIONS_PREFIX + d] = day_sessions
 
     feedback = [
         [row[0], row[2], row[3], row[4], row[5], row[6], _ctx_page(row[7])]
@@ -248,19 +249,19 @@ def project(state: UserState, gap_ms: int) -> dict[str, Any]:
         if row[1] == "feedback"
     ]
     if feedback:
-        fields["fb"] = feedback
+        fields[keys.FEEDBACK] = feedback
     nps = [f for f in feedback if f[2] == "nps"]
 
     resets = [c[0] for c in state.commands.values() if c[1] == "reset_content"]
     reset_at = max(resets) if resets else None
     engagement = _engagement(rows, reset_at)
     if engagement:
-        fields["en"] = engagement
+        fields[keys.ENGAGEMENT] = engagement
 
     toggles = sorted(
         ((c[0], cid), c[1]) for cid, c in state.commands.items() if c[1] in ("exclude", "include")
     )
-    fields["h"] = {
+    fields[keys.HEADER] = {
         "name": properties.get("name"),
         "email": properties.get("email"),
         "country": country,
@@ -332,6 +333,10 @@ def encode_fields(fields: dict[str, Any]) -> dict[str, bytes]:
     return {name: _pack(value) for name, value in fields.items()}
 
 
+def encode_field(value: Any) -> bytes:
+    return _pack(value)
+
+
 def decode_field(raw: bytes) -> Any:
     return _unpack(raw)
 
@@ -373,7 +378,7 @@ def contributions(state: UserState, fields: dict[str, Any]) -> dict[str, list[An
             facts["created_at"] = [ts, eid, created_at]
         for key, value in traits.items():
             facts["traits"][key] = [ts, eid, value]
-    header = fields["h"]
+    header = fields[keys.HEADER]
     current = header["company_id"]
     if current is not None:
         part = out[current]
@@ -386,7 +391,7 @@ def contributions(state: UserState, fields: dict[str, Any]) -> dict[str, list[An
             "excluded": header["excluded"],
         }
         if not header["excluded"]:
-            part[2] = {d: fields["d:" + d] for d in header["days"]}
+            part[2] = {d: fields[keys.DAY_PREFIX + d] for d in header["days"]}
     return out
 
 

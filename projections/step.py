@@ -20,6 +20,7 @@ from projections.fold import (
     contributions,
     decode_field,
     digest,
+    encode_field,
     encode_fields,
     project,
 )
@@ -147,7 +148,7 @@ def plan(
     new = encode_fields(projected)
     new[keys.STATE] = new_state.to_bytes()
     if digests:
-        new[keys.CONTRIBUTED] = encode_fields({"c": digests})["c"]
+        new[keys.CONTRIBUTED] = encode_field(digests)
     for p in fresh:
         name = keys.fence_field(p.topic, p.partition)
         fences[name] = max(fences.get(name, -1), p.offset)

@@ -17,7 +17,7 @@ from compare import compare_companies, compare_users
 from conftest import PROFILES
 
 from projections import keys, namespaces
-from projections.fold import decode_field, encode_fields
+from projections.fold import decode_field, encode_field
 from projections.reader import NotFound, Reader
 from streams.generate import generate
 
@@ -112,7 +112,7 @@ def test_replay_rebuilds_flips_and_resumes(pipeline: Any) -> None:
     app, user = next(who for who, profile in snapshot.items() if profile is not None)
     key = keys.user(f"{base}-1", app, user)
     header = decode_field(client.hget(key, keys.HEADER))
-    client.hset(key, keys.HEADER, encode_fields({"h": {**header, "name": "Tampered"}})["h"])
+    client.hset(key, keys.HEADER, encode_field({**header, "name": "Tampered"}))
     verify = pipeline.cli("replay", "--verify", "--json")
     assert verify.exit_code == 1
     found = json.loads(verify.stdout[verify.stdout.index("[") :])
