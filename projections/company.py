@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from projections import keys
-from projections.fold import changes, decode_field, encode_field, encode_fields
+from projections.fold import decode_field, encode_field, encode_fields
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,9 @@ def project_company(rows: dict[str, list[Any]]) -> dict[str, Any]:
 
 def plan_company(
     stored: dict[str, bytes], items: list[Contribution]
-) -> tuple[dict[str, bytes], list[str]] | None:
-    """Pure: the writes that apply contributions to a stored company, or None if none is new.
+) -> tuple[dict[str, bytes], dict[str, bytes], dict[str, Any]] | None:
+    """Pure: the stored fields, the new fields and the projected (decoded) ones after applying
+    contributions to a stored company, or None if none is new.
 
     A contribution replaces the member's row when its user-step version is at least the
     stored one: redelivered or stale messages change nothing, and the message of a step
@@ -117,9 +118,10 @@ def plan_company(
         if c.topic:
             name = keys.fence_field(c.topic, c.partition)
             fences[name] = max(fences.get(name, -1), c.offset)
-    new = encode_fields(project_company(rows))
+    projected = project_company(rows)
+    new = encode_fields(projected)
     for user_id, row in rows.items():  # rows of users who left stay, to outrank stale messages
         new[keys.MEMBER_PREFIX + keys.escape(user_id)] = encode_field(row)
     new.update({name: str(offset).encode() for name, offset in fences.items()})
     old_fields = {k: v for k, v in stored.items() if k != keys.VERSION}
-    return changes(old_fields, new)
+    return old_fields, new, projected

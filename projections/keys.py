@@ -16,6 +16,7 @@ User hash `{ns}:{app}:u:{<user>}` fields (values msgpack):
   _st          the fold's state (the user's surviving records, compact)
   _f:T:P       fence: last applied offset of source topic T, partition P
   _co          {company_id: digest} of what this user last sent to each company
+  sg           the ids of the segments the user is a member of, sorted (absent: none)
   _v           version, bumped by every write (optimistic concurrency)
 
 Company hash `{ns}:{app}:c:{<company>}` fields (values msgpack):
@@ -24,12 +25,23 @@ Company hash `{ns}:{app}:c:{<company>}` fields (values msgpack):
   d:YYYY-MM-DD per-day figures summed over the non-excluded current members
   u            the users tab: every current member, last seen first
   m:<user>     a member's latest contribution [user-step version, facts, member, days]
+  sg           the ids of the company-scope segments it is a member of, as for users
   _f:T:P, _v   fence and version, as for users
 
 Users index `{ns}:{app}:ix:{sort}:{bucket}` (sorted sets of score 0, 16 buckets by user):
   sort `last_seen` / `signed_up`: members `<inverted time, 14 digits>:<user as UTF-8 hex>`, so their
   lexicographic order is newest first, nulls last, then user id; sort `id`: `0:<user>`, the
   stable order exports resume in. A hint for listing: the header is the truth.
+
+Segments (issue 6):
+  `{ns}::segments`                  hash: <segment id> -> {offset, definition}; `_v` is the
+                                    registry's generation, `_f:segments:0` the topic fence.
+                                    The empty app part keeps it out of every app's ACL pattern.
+  `{ns}::segments:progress`         hash: <segment id> -> {offset, ready, done, total}
+  `{ns}:{app}:sg:{segment}:{bucket}` members, as `id` index entries (16 buckets by entity id);
+                                    a hint for listing: the entity's `sg` field is the truth.
+  `{ns}:{app}:due:{u|c}:{bucket}`   when to evaluate an entity again (score: epoch ms), for
+                                    rules that change with the clock or with a company.
 """
 
 from __future__ import annotations
@@ -49,6 +61,7 @@ SESSIONS_PREFIX = "s:"
 MEMBER_PREFIX = "m:"
 COMPANY_USERS = "u"
 CONTRIBUTED = "_co"
+SEGMENTS = "sg"
 
 
 def pointer(base: str) -> str:
@@ -137,3 +150,38 @@ def user_id_of(namespace: str, app_id: str, key: str) -> str:
 
 def fence_field(topic: str, partition: int) -> str:
     return f"{FENCE_PREFIX}{topic}:{partition}"
+
+
+# ---- segments ----------------------------------------------------------------------------------
+
+SCOPE_LETTERS = {"user": "u", "company": "c"}
+
+
+def entity(namespace: str, app_id: str, scope: str, entity_id: str) -> str:
+    """The hash of a user or a company."""
+    return (user if scope == "user" else company)(namespace, app_id, entity_id)
+
+
+def entity_id_of(namespace: str, app_id: str, scope: str, key: str) -> str:
+    prefix = f"{namespace}:{escape(app_id)}:{SCOPE_LETTERS[scope]}:{{"
+    return unescape(key[len(prefix) : -1])
+
+
+def entity_pattern(namespace: str, app_id: str, scope: str) -> str:
+    return (user_pattern if scope == "user" else company_pattern)(namespace, app_id)
+
+
+def segment_registry(namespace: str) -> str:
+    return f"{namespace}::segments"
+
+
+def segment_progress(namespace: str) -> str:
+    return f"{namespace}::segments:progress"
+
+
+def segment_members(namespace: str, app_id: str, segment_id: str, bucket: int) -> str:
+    return f"{namespace}:{escape(app_id)}:sg:{escape(segment_id)}:{bucket}"
+
+
+def due(namespace: str, app_id: str, scope: str, bucket: int) -> str:
+    return f"{namespace}:{escape(app_id)}:due:{SCOPE_LETTERS[scope]}:{bucket}"

@@ -57,7 +57,8 @@ class Reader:
         """The header and the fields it names, both from one version of the entity.
 
         The header says which fields to read; a write between the two reads is noticed (the
-        header changed) and the read is done again, so a view is never half old, half new."""
+        header changed) and the read is done again, so a view is never half old, half new.
+        The header comes back with the entity's `segments` (member segment ids) added."""
         raw = self._r.hget(key, keys.HEADER)
         while True:
             if raw is None:
@@ -67,8 +68,10 @@ class Reader:
             pipe = self._r.pipeline(transaction=True)
             pipe.hget(key, keys.HEADER)
             pipe.hmget(key, wanted or [keys.HEADER])
-            again, values = pipe.execute()
+            pipe.hget(key, keys.SEGMENTS)
+            again, values, segments = pipe.execute()
             if again == raw:
+                header["segments"] = decode_field(segments) if segments is not None else []
                 return header, [decode_field(v) for v in values if v is not None] if wanted else []
             raw = again
 
@@ -194,11 +197,56 @@ class Reader:
             if raw is not None and decode_field(raw)["name"] is not None
         }
 
+    # ---- segments ------------------------------------------------------------------------------
+
+    def segment_members(
+        self,
+        app_id: str,
+        segment_id: str,
+        *,
+        scope: str = "user",
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[str], str | None]:
+        """One page of a segment's member ids in id order; returns (ids, cursor of the next
+        page). The member sets are a hint: an id is listed only when the entity's own `sg`
+        field names the segment."""
+        ns = self.namespace
+        rows: list[str] = []
+        after = cursor
+        while len(rows) < limit:
+            members = self._page(
+                lambda b: keys.segment_members(ns, app_id, segment_id, b), after, limit - len(rows)
+            )
+            if not members:
+                return rows, None
+            ids = [keys.index_user(m) for m in members]
+            pipe = self._r.pipeline(transaction=False)
+            for entity_id in ids:
+                pipe.hget(keys.entity(ns, app_id, scope, entity_id), keys.SEGMENTS)
+            for entity_id, raw in zip(ids, pipe.execute(), strict=True):
+                if raw is not None and segment_id in decode_field(raw):
+                    rows.append(entity_id)
+            after = members[-1]
+        return rows, after
+
+    def count_members(self, app_id: str, segment_id: str) -> int:
+        """How many members a segment has (set entries; exact unless a step crashed)."""
+        pipe = self._r.pipeline(transaction=False)
+        for bucket in range(keys.INDEX_BUCKETS):
+            pipe.zcard(keys.segment_members(self.namespace, app_id, segment_id, bucket))
+        return int(sum(pipe.execute()))
+
     def _index_page(self, app_id: str, sort: str, after: str | None, count: int) -> list[str]:
+        ns = self.namespace
+        return self._page(lambda b: keys.users_index(ns, app_id, sort, b), after, count)
+
+    def _page(self, key_of: Callable[[int], str], after: str | None, count: int) -> list[str]:
+        """The first `count` members after `after` of the 16 buckets together, lexically."""
         low = "-" if after is None else "(" + after
         merged: list[str] = []
         for bucket in range(keys.INDEX_BUCKETS):
-            key = keys.users_index(self.namespace, app_id, sort, bucket)
+            key = key_of(bucket)
             merged += [
                 m.decode() if isinstance(m, bytes) else m
                 for m in self._r.zrangebylex(key, low, "+", 0, count)

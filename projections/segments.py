@@ -122,6 +122,34 @@ def time_dependent(segment: Segment) -> bool:
     )
 
 
+def next_change(segment: Segment, profile: Profile, now_ms: int) -> int | None:
+    """The earliest instant after `now_ms` at which the clock alone may change membership,
+    or None when it never can (until the profile changes).
+
+    Conservative, never late: a `time` condition flips one ms after its timestamp + N days;
+    an `event`/`page` window moves at every UTC midnight, which matters while the profile
+    has figures on a day the window covers now or will cover later.
+    """
+    times: list[int] = []
+    midnight = now_ms - now_ms % DAY_MS + DAY_MS
+    for c in conditions(segment.rule):
+        if isinstance(c, TimeCondition):
+            at = getattr(profile, c.field)
+            if at is None:
+                continue
+            flip = (
+                at + (c.within_days if c.within_days is not None else c.before_days or 0) * DAY_MS
+            )
+            if flip >= now_ms:
+                times.append(flip + 1)
+        elif isinstance(c, EventCondition | PageCondition):
+            first, _last = _window(now_ms, c.days)
+            figures = profile.events if isinstance(c, EventCondition) else profile.pages
+            if any(d >= first and f for d, f in figures.items()):
+                times.append(midnight)
+    return min(times, default=None)
+
+
 def _group(group: Group, profile: Profile, now_ms: int, company: bool) -> bool:
     results = (
         _group(item, profile, now_ms, company)

@@ -8,6 +8,8 @@ again with the same version, which the company side takes as the same step.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,6 +25,18 @@ from projections.fold import (
     encode_field,
     encode_fields,
     project,
+)
+from projections.membership import company_change_ops, company_properties, reevaluate
+from projections.registry import (
+    NONE,
+    Registry,
+    company_profile,
+    membership,
+    membership_fields,
+    membership_ops,
+    registry_of,
+    stored_membership,
+    user_profile,
 )
 from projections.store import IndexOp, Store, Write, version_of
 from schemas.models import Record
@@ -56,19 +70,25 @@ class DirectSink:
     Safe for the same reason as the topic: a contribution replaces a member's row only with
     an equal or newer user-step version."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, clock: Callable[[], int] | None = None) -> None:
         self._store = store
+        self._clock = clock or (lambda: int(time.time() * 1000))
 
     async def send(self, deltas: list[Contribution]) -> None:
-        await apply_company_batch(self._store, deltas)
+        await apply_company_batch(self._store, deltas, now_ms=self._clock())
 
 
 @dataclass
 class StepPlan:
-    to_set: dict[str, bytes] = field(default_factory=dict)
-    to_delete: list[str] = field(default_factory=list)
+    """What a step writes: the stored fields `old` become `new` (segment membership is
+    added to `new` once the registry and company properties are known)."""
+
+    old: dict[str, bytes] = field(default_factory=dict)
+    new: dict[str, bytes] = field(default_factory=dict)
+    projected: dict[str, Any] = field(default_factory=dict)
     deltas: list[Contribution] = field(default_factory=list)
     index: list[IndexOp] = field(default_factory=list)
+    write: bool = True  # False: re-send the stored truth only (restate)
 
 
 def _index_ops(
@@ -154,8 +174,7 @@ def plan(
         fences[name] = max(fences.get(name, -1), p.offset)
     new.update({name: str(offset).encode() for name, offset in fences.items()})
     old = {k: v for k, v in stored.items() if k != keys.VERSION}
-    to_set, to_delete = changes(old, new)
-    return StepPlan(to_set, to_delete, deltas, index)
+    return StepPlan(old, new, projected, deltas, index)
 
 
 def restate(
@@ -184,7 +203,8 @@ def restate(
         resend=True,
     )
     header = projected.get(keys.HEADER)
-    return StepPlan(deltas=deltas, index=_index_ops(namespace, app_id, user_id, None, header))
+    index = _index_ops(namespace, app_id, user_id, None, header)
+    return StepPlan(old=stored, projected=projected, deltas=deltas, index=index, write=False)
 
 
 async def apply_batch(
@@ -202,14 +222,16 @@ async def apply_batch(
     for p in items:
         r = p.record
         by_user.setdefault(keys.user(namespace, r.app_id, r.user_id), []).append(p)
+    registry_key = keys.segment_registry(namespace)
     pending = list(by_user)
     lost: set[str] = set()
-    written = 0
+    written: list[str] = []
     for _ in range(max_attempts):
         if not pending:
-            return written
-        stored = await store.load(pending)
-        writes, deltas, index = [], [], []
+            break
+        registry_fields, *stored = await store.load([registry_key, *pending])
+        registry = registry_of(registry_fields)
+        steps: dict[str, tuple[StepPlan, dict[str, bytes]]] = {}
         for key, fields in zip(pending, stored, strict=True):
             step = plan(fields, by_user[key], now_ms=now_ms, config=config, namespace=namespace)
             if step is None and key in lost:
@@ -217,25 +239,91 @@ async def apply_batch(
                 step = restate(
                     fields, first.app_id, first.user_id, config=config, namespace=namespace
                 )
-            if step is None:
-                continue
+            if step is not None:
+                steps[key] = (step, fields)
+        companies = await _company_properties(store, namespace, registry, steps, by_user)
+        writes, deltas, index = [], [], []
+        for key, (step, fields) in steps.items():
+            first = by_user[key][0].record
+            app_companies = companies.get(first.app_id, {})
+            index += _segments(namespace, registry, first, step, app_companies, now_ms, key in lost)
             deltas += step.deltas
             index += step.index
-            if step.to_set or step.to_delete:
-                writes.append(Write(key, version_of(fields), step.to_set, step.to_delete))
+            if step.write:
+                to_set, to_delete = changes(step.old, step.new)
+                if to_set or to_delete:
+                    writes.append(Write(key, version_of(fields), to_set, to_delete))
         if deltas:
             await sink.send(deltas)
         if index:
             await store.index(index)
         results = await store.commit(writes)
-        written += sum(results)
+        written += [w.key for w, ok in zip(writes, results, strict=True) if ok]
         pending = [w.key for w, ok in zip(writes, results, strict=True) if not ok]
         lost.update(pending)
-    raise RuntimeError(f"{len(pending)} users kept changing under this writer; giving up")
+        if written and await store.version(registry_key) != registry.generation:
+            await _again(store, namespace, [by_user[k][0].record for k in written], now_ms)
+    if pending:
+        raise RuntimeError(f"{len(pending)} users kept changing under this writer; giving up")
+    return len(written)
+
+
+async def _company_properties(
+    store: Store,
+    namespace: str,
+    registry: Registry,
+    steps: dict[str, tuple[StepPlan, dict[str, bytes]]],
+    by_user: dict[str, list[Positioned]],
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """app -> company -> properties, for the companies of users whose segments read them."""
+    wanted: dict[str, set[str]] = {}
+    for key, (step, _fields) in steps.items():
+        app_id = by_user[key][0].record.app_id
+        header = step.projected.get(keys.HEADER)
+        if header and header["company_id"] is not None and registry.reads_companies(app_id):
+            wanted.setdefault(app_id, set()).add(header["company_id"])
+    return {
+        app_id: await company_properties(store, namespace, app_id, ids)
+        for app_id, ids in wanted.items()
+    }
+
+
+def _segments(
+    namespace: str,
+    registry: Registry,
+    first: Record,
+    step: StepPlan,
+    companies: dict[str, dict[str, Any]],
+    now_ms: int,
+    repair: bool,
+) -> list[IndexOp]:
+    """Add the user's segment membership to the step's new fields; the set moves it needs."""
+    segments = registry.of(first.app_id, "user")
+    header = step.projected.get(keys.HEADER)
+    new = NONE
+    if header is not None and segments:
+        profile = user_profile(header, step.projected, companies.get(header["company_id"] or ""))
+        new = membership(segments, profile, now_ms)
+    old = stored_membership(step.old)
+    if step.write:
+        step.new.update(membership_fields(new))
+    else:
+        new = old  # restate: the stored membership is the truth to repeat
+    every = [s.id for s in segments] if repair else None
+    return membership_ops(namespace, first.app_id, "user", first.user_id, old, new, every)
+
+
+async def _again(store: Store, namespace: str, firsts: list[Record], now_ms: int) -> None:
+    """Users written with definitions that changed meanwhile: evaluate them again."""
+    by_app: dict[str, list[str]] = {}
+    for r in firsts:
+        by_app.setdefault(r.app_id, []).append(r.user_id)
+    for app_id, user_ids in by_app.items():
+        await reevaluate(store, namespace, app_id, "user", user_ids, now_ms=now_ms)
 
 
 async def apply_company_batch(
-    store: Store, items: list[Contribution], *, max_attempts: int = 20
+    store: Store, items: list[Contribution], *, now_ms: int, max_attempts: int = 20
 ) -> int:
     """Apply contributions to every company they name (in their namespace); returns how many
     companies were written."""
@@ -243,17 +331,76 @@ async def apply_company_batch(
     for c in items:
         by_company.setdefault(keys.company(c.namespace, c.app_id, c.company_id), []).append(c)
     pending = list(by_company)
-    written = 0
+    written: dict[str, list[str]] = {}
     for _ in range(max_attempts):
         if not pending:
-            return written
+            break
+        namespaces = sorted({by_company[k][0].namespace for k in pending})
+        registries = {
+            ns: registry_of(f)
+            for ns, f in zip(
+                namespaces,
+                await store.load([keys.segment_registry(ns) for ns in namespaces]),
+                strict=True,
+            )
+        }
         stored = await store.load(pending)
-        writes = []
+        writes, index = [], []
         for key, fields in zip(pending, stored, strict=True):
+            first = by_company[key][0]
             step = plan_company(fields, by_company[key])
-            if step is not None:
-                writes.append(Write(key, version_of(fields), step[0], step[1]))
+            if step is None:
+                continue
+            old, new, projected = step
+            registry = registries[first.namespace]
+            index += _company_segments(first, registry, fields, new, projected, now_ms)
+            to_set, to_delete = changes(old, new)
+            if to_set or to_delete:
+                writes.append(Write(key, version_of(fields), to_set, to_delete))
+        if index:
+            await store.index(index)
         results = await store.commit(writes)
-        written += sum(results)
+        for w, ok in zip(writes, results, strict=True):
+            if ok:
+                written.setdefault(by_company[w.key][0].namespace, []).append(w.key)
         pending = [w.key for w, ok in zip(writes, results, strict=True) if not ok]
-    raise RuntimeError(f"{len(pending)} companies kept changing under this writer; giving up")
+        for ns, company_keys in written.items():
+            if await store.version(keys.segment_registry(ns)) != registries[ns].generation:
+                await _companies_again(store, ns, [by_company[k][0] for k in company_keys], now_ms)
+    if pending:
+        raise RuntimeError(f"{len(pending)} companies kept changing under this writer; giving up")
+    return sum(len(v) for v in written.values())
+
+
+def _company_segments(
+    first: Contribution,
+    registry: Registry,
+    fields: dict[str, bytes],
+    new: dict[str, bytes],
+    projected: dict[str, Any],
+    now_ms: int,
+) -> list[IndexOp]:
+    """Add the company's segment membership to `new`; the set moves, and the members that
+    are due because the company's properties changed."""
+    segments = registry.of(first.app_id, "company")
+    header = projected.get(keys.HEADER)
+    m = NONE
+    if header is not None and segments:
+        m = membership(segments, company_profile(header, projected), now_ms)
+    new.update(membership_fields(m))
+    old_header = decode_field(fields[keys.HEADER]) if keys.HEADER in fields else None
+    members = [row[0] for row in projected.get(keys.COMPANY_USERS, [])]
+    ns, app_id, company_id = first.namespace, first.app_id, first.company_id
+    return membership_ops(
+        ns, app_id, "company", company_id, stored_membership(fields), m
+    ) + company_change_ops(ns, app_id, registry, old_header, header, members, now_ms)
+
+
+async def _companies_again(
+    store: Store, namespace: str, firsts: list[Contribution], now_ms: int
+) -> None:
+    by_app: dict[str, list[str]] = {}
+    for c in firsts:
+        by_app.setdefault(c.app_id, []).append(c.company_id)
+    for app_id, company_ids in by_app.items():
+        await reevaluate(store, namespace, app_id, "company", company_ids, now_ms=now_ms)

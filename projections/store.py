@@ -7,6 +7,8 @@ stale writer — a zombie after a rebalance — can never overwrite a newer step
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -43,11 +45,13 @@ class Write:
 
 @dataclass(frozen=True)
 class IndexOp:
-    """Move one user's entry in one users-index sorted set (remove and/or add)."""
+    """Move one entry in one sorted set (remove and/or add with a score): the users index,
+    segment members and due times."""
 
     key: str
     remove: str | None
     add: str | None
+    score: float = 0.0
 
 
 def version_of(fields: dict[str, bytes]) -> int:
@@ -65,7 +69,35 @@ class Store(Protocol):
         ...
 
     async def index(self, ops: list[IndexOp]) -> None:
-        """Apply users-index moves (idempotent); one round trip."""
+        """Apply sorted-set moves (idempotent); one round trip."""
+        ...
+
+    async def version(self, key: str) -> int:
+        """The entity's `_v` (0 when it does not exist)."""
+        ...
+
+    async def due(self, set_keys: list[str], until: float, limit: int) -> list[list[str]]:
+        """Per sorted set, up to `limit` members with a score <= until, lowest first."""
+        ...
+
+    async def range(self, key: str, after: str | None, limit: int) -> list[str]:
+        """Up to `limit` members of a score-0 sorted set after `after`, in lexical order."""
+        ...
+
+    def scan(self, pattern: str) -> AsyncIterator[str]:
+        """Every key matching a glob pattern."""
+        ...
+
+    async def headers(self, entity_keys: list[str]) -> list[bytes | None]:
+        """The `h` field of each entity hash, one round trip."""
+        ...
+
+    async def put(self, key: str, fields: dict[str, bytes]) -> None:
+        """Set hash fields without a version check (progress notes)."""
+        ...
+
+    async def drop(self, drop_keys: list[str]) -> None:
+        """Delete whole keys."""
         ...
 
 
@@ -104,7 +136,42 @@ class RedisStore:
             if op.remove is not None:
                 pipe.zrem(op.key, op.remove)
             if op.add is not None:
-                pipe.zadd(op.key, {op.add: 0})
+                pipe.zadd(op.key, {op.add: op.score})
+        await pipe.execute()
+
+    async def version(self, key: str) -> int:
+        raw = await self._client.hget(key, keys.VERSION)
+        return int(raw) if raw else 0
+
+    async def due(self, set_keys: list[str], until: float, limit: int) -> list[list[str]]:
+        pipe = self._client.pipeline(transaction=False)
+        for key in set_keys:
+            pipe.zrangebyscore(key, "-inf", until, start=0, num=limit)
+        return [[m.decode() for m in found] for found in await pipe.execute()]
+
+    async def range(self, key: str, after: str | None, limit: int) -> list[str]:
+        low = "-" if after is None else "(" + after
+        return [m.decode() for m in await self._client.zrangebylex(key, low, "+", 0, limit)]
+
+    async def scan(self, pattern: str) -> AsyncIterator[str]:
+        async for key in self._client.scan_iter(match=pattern, count=1000):
+            yield key.decode()
+
+    async def headers(self, entity_keys: list[str]) -> list[bytes | None]:
+        if not entity_keys:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for key in entity_keys:
+            pipe.hget(key, keys.HEADER)
+        return list(await pipe.execute())
+
+    async def put(self, key: str, fields: dict[str, bytes]) -> None:
+        await self._client.hset(key, mapping=fields)
+
+    async def drop(self, drop_keys: list[str]) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for key in drop_keys:
+            pipe.unlink(key)
         await pipe.execute()
 
 
@@ -113,7 +180,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.data: dict[str, dict[str, bytes]] = {}
-        self.sets: dict[str, set[str]] = {}
+        self.sets: dict[str, dict[str, float]] = {}
 
     async def load(self, entity_keys: list[str]) -> list[dict[str, bytes]]:
         return [dict(self.data.get(k, {})) for k in entity_keys]
@@ -135,11 +202,40 @@ class MemoryStore:
 
     async def index(self, ops: list[IndexOp]) -> None:
         for op in ops:
-            members = self.sets.setdefault(op.key, set())
+            members = self.sets.setdefault(op.key, {})
             if op.remove is not None:
-                members.discard(op.remove)
+                members.pop(op.remove, None)
             if op.add is not None:
-                members.add(op.add)
+                members[op.add] = op.score
+
+    async def version(self, key: str) -> int:
+        return version_of(self.data.get(key, {}))
+
+    async def due(self, set_keys: list[str], until: float, limit: int) -> list[list[str]]:
+        out = []
+        for key in set_keys:
+            found = sorted((s, m) for m, s in self.sets.get(key, {}).items() if s <= until)
+            out.append([m for _s, m in found[:limit]])
+        return out
+
+    async def range(self, key: str, after: str | None, limit: int) -> list[str]:
+        members = sorted(m for m in self.sets.get(key, {}) if after is None or m > after)
+        return members[:limit]
+
+    async def scan(self, pattern: str) -> AsyncIterator[str]:
+        for key in [k for k in self.data if fnmatch.fnmatchcase(k, pattern)]:
+            yield key
+
+    async def headers(self, entity_keys: list[str]) -> list[bytes | None]:
+        return [self.data.get(k, {}).get(keys.HEADER) for k in entity_keys]
+
+    async def put(self, key: str, fields: dict[str, bytes]) -> None:
+        self.data.setdefault(key, {}).update(fields)
+
+    async def drop(self, drop_keys: list[str]) -> None:
+        for key in drop_keys:
+            self.data.pop(key, None)
+            self.sets.pop(key, None)
 
 
 class MemoryHashes:
@@ -158,6 +254,9 @@ class MemoryHashes:
     def hmget(self, name: str, keys: list[str]) -> list[bytes | None]:
         fields = self._data.get(name, {})
         return [fields.get(k) for k in keys]
+
+    def hgetall(self, name: str) -> dict[bytes, bytes]:
+        return {k.encode(): v for k, v in self._data.get(name, {}).items()}
 
     def pipeline(self, transaction: bool = False) -> _MemoryPipeline:
         return _MemoryPipeline(self)
@@ -182,6 +281,9 @@ class _MemoryPipeline:
 
     def hmget(self, name: str, keys: list[str]) -> None:
         self._calls.append(lambda: self._hashes.hmget(name, keys))
+
+    def hgetall(self, name: str) -> None:
+        self._calls.append(lambda: self._hashes.hgetall(name))
 
     def zcard(self, name: str) -> None:
         self._calls.append(lambda: len(self._hashes._sets.get(name, ())))

@@ -7,6 +7,7 @@ means on a profile lives in `projections/segments.py`.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -188,7 +189,10 @@ Group.model_rebuild()
 
 
 class Segment(_Model):
+    """A definition; `id` is unique across apps (the key of `profiles.segments`)."""
+
     id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+    app_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
     name: Text
     scope: Literal["user", "company"]
     rule: Group
@@ -206,3 +210,17 @@ def parse_segment(data: dict[str, Any]) -> Segment:
         text = str(first["msg"]).removeprefix("Value error, ")
         message = " ".join(f"{where}: {text}".split())
         raise ValueError(message[:300]) from None
+
+
+def encode_segment(segment: Segment) -> bytes:
+    """The value of a definition on `profiles.segments` (JSON; the key is the id)."""
+    return segment.model_dump_json(exclude_none=True).encode()
+
+
+def decode_segment(value: bytes) -> Segment:
+    """A `profiles.segments` value back to a Segment; ValueError with one line otherwise."""
+    try:
+        data = json.loads(value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not a JSON definition: {exc}") from None
+    return parse_segment(data)

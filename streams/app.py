@@ -13,9 +13,12 @@ import faust
 import redis.asyncio as aioredis
 
 from projections import namespaces
+from projections.keys import fence_field
+from projections.membership import apply_definition, tick
 from projections.step import FoldConfig, apply_batch, apply_company_batch
 from projections.store import RedisStore
 from schemas.codec import Rejected
+from streams.definitions import decode_definition
 from streams.deltas import KafkaSink, decode_delta
 from streams.ingest import dead_letter as dead_letter_value
 from streams.ingest import triage
@@ -93,7 +96,8 @@ def build_app(settings: Settings) -> faust.App:
     async def fold_companies(client: Any, store: RedisStore, good: list[Any]) -> None:
         # Contributions to a namespace that is gone (replaced by a replay) are dropped.
         targets = (await namespaces.read(client, settings.namespace)).targets
-        await apply_company_batch(store, [c for c in good if c.namespace in targets])
+        now_ms = int(time.time() * 1000)
+        await apply_company_batch(store, [c for c in good if c.namespace in targets], now_ms=now_ms)
 
     # concurrency=1: faust-streaming can commit past an unfinished message otherwise (#606).
     @app.agent(source, concurrency=1)
@@ -127,4 +131,39 @@ def build_app(settings: Settings) -> faust.App:
             if good:
                 await until_done(partial(fold_companies, client, store, good))
 
+    async def define(
+        client: Any, store: RedisStore, sid: str, seg: Any, fence: str, offset: int
+    ) -> None:
+        for namespace in (await namespaces.read(client, settings.namespace)).targets:
+            now_ms = int(time.time() * 1000)
+            await apply_definition(store, namespace, sid, seg, fence, offset, now_ms=now_ms)
+
+    definitions = app.topic(topics.segments, key_type=bytes, value_type=bytes)
+
+    @app.agent(definitions, concurrency=1)
+    async def segments(stream: faust.StreamT) -> None:
+        # One definition at a time: it is stored, then every profile it bears on is evaluated
+        # (with progress), then acked; a crash in between redoes the evaluation.
+        client, store = connect()
+        async for event in cast(faust.Stream, stream).events():
+            m = event.message
+            try:
+                segment_id, segment = decode_definition(m.key, m.value)
+            except Rejected as exc:
+                await dead_letter([(m, dead_letter_value(exc.reason, exc.detail, m))], 1)
+                continue
+            fence = fence_field(m.topic, m.partition)
+            await until_done(partial(define, client, store, segment_id, segment, fence, m.offset))
+
+    @app.timer(interval=settings.segment_tick_seconds, on_leader=True)
+    async def segment_clock() -> None:
+        # Rules that change with the clock (and members of a changed company) come due here.
+        client, store = clock_connection
+        try:
+            for namespace in (await namespaces.read(client, settings.namespace)).targets:
+                await tick(store, namespace, now_ms=int(time.time() * 1000))
+        except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+            log.error("redis unavailable for the segment clock (%s)", exc)
+
+    clock_connection = connect()
     return app

@@ -387,22 +387,32 @@ def export_user(app_id: str, user_id: str, fmt: str, out: Any) -> None:
     "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="jsonl", show_default=True
 )
 @click.option("--cursor", help="resume after this cursor (printed when an export stops)")
+@click.option("--segment", "segment_id", help="only the members of this user segment")
 @click.option("--out", type=click.File("w", encoding="utf-8"), default="-")
-def export_users(app_id: str, fmt: str, cursor: str | None, out: Any) -> None:
+def export_users(
+    app_id: str, fmt: str, cursor: str | None, segment_id: str | None, out: Any
+) -> None:
     """Every user of an app, one row each, streamed in a stable order; resumable."""
     import csv
 
     from streams.export import USER_COLUMNS, iter_users, user_row
 
-    r = reader(settings())
+    cfg = settings()
+    r = reader(cfg)
+    if segment_id is not None:
+        d = _definition(cfg, segment_id)[1]["definition"]
+        if (d["app_id"], d["scope"]) != (app_id, "user"):
+            fail(f"segment {segment_id!r} is a {d['scope']} segment of app {d['app_id']!r}")
     writer = csv.writer(out) if fmt == "csv" else None
     if writer is not None and cursor is None:
         writer.writerow(USER_COLUMNS)
     count, last = 0, cursor
     show = sys.stderr.isatty()
-    total = r.count_users(app_id) if show else 0
+    total = 0
+    if show:
+        total = r.count_users(app_id) if segment_id is None else r.count_members(app_id, segment_id)
     try:
-        for profile, resume in iter_users(r, app_id, cursor):
+        for profile, resume in iter_users(r, app_id, cursor, segment=segment_id):
             if writer is not None:
                 writer.writerow(user_row(profile))
             else:
@@ -416,6 +426,168 @@ def export_users(app_id: str, fmt: str, cursor: str | None, out: Any) -> None:
     if show:
         progress(count, total)
         click.echo("", err=True)
+
+
+# ---- segments --------------------------------------------------------------------------------
+
+
+@main.group()
+def segments() -> None:
+    """Rule-based user and company segments (definitions live in <prefix>segments)."""
+
+
+def _definitions(cfg: Settings) -> tuple[Reader, dict[str, dict[str, Any]]]:
+    from streams.definitions import definitions
+
+    r = reader(cfg)
+    return r, definitions(r._r, r.namespace)
+
+
+def _definition(cfg: Settings, segment_id: str) -> tuple[Reader, dict[str, Any]]:
+    r, found = _definitions(cfg)
+    if segment_id not in found:
+        fail(f"segment {segment_id!r} not found", EXIT_NOT_FOUND)
+    return r, found[segment_id]
+
+
+def _summary(r: Reader, segment_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+    d = entry["definition"]
+    note = entry["progress"] or {}
+    ready = bool(note.get("ready")) and note.get("offset") == entry["offset"]
+    return {
+        "id": segment_id,
+        "app_id": d["app_id"],
+        "name": d["name"],
+        "scope": d["scope"],
+        "members": r.count_members(d["app_id"], segment_id),
+        "state": "ready" if ready else "evaluating",
+        "evaluated": note.get("done", 0),
+        "definition": d,
+    }
+
+
+def _await_applied(cfg: Settings, segment_id: str, offset: int, timeout: float) -> None:
+    from streams.definitions import wait_applied
+
+    r = reader(cfg)
+    show = sys.stderr.isatty()
+
+    def report(done: int, total: int | None) -> None:
+        if show:
+            click.echo(
+                f"\r  {done}/{total if total is not None else '?'} profiles evaluated",
+                err=True,
+                nl=False,
+            )
+
+    if not wait_applied(r._r, lambda: r.namespace, segment_id, offset, timeout, report):
+        fail(f"no worker applied segment {segment_id!r} within {timeout:g} s (is one running?)")
+    if show:
+        click.echo("", err=True)
+
+
+@segments.command("add")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--wait/--no-wait", default=True, show_default=True, help="until every profile is evaluated"
+)
+@click.option("--timeout", default=600.0, show_default=True, help="seconds")
+def segments_add(file: Path, wait: bool, timeout: float) -> None:
+    """Add or change a segment from a JSON or YAML definition."""
+    from streams.definitions import publish, read_file
+
+    try:
+        segment = read_file(file)
+    except ValueError as exc:
+        fail(str(exc))
+    cfg = settings()
+    _r, found = _definitions(cfg)
+    other = found.get(segment.id, {}).get("definition", {}).get("app_id", segment.app_id)
+    if other != segment.app_id:
+        fail(f"segment {segment.id!r} belongs to app {other!r}; remove it first or pick another id")
+    offset = asyncio.run(publish(cfg, segment.id, segment))
+    if wait:
+        _await_applied(cfg, segment.id, offset, timeout)
+        r, entry = _definition(cfg, segment.id)
+        summary = _summary(r, segment.id, entry)
+        click.echo(
+            f"segment {segment.id}: {summary['evaluated']} profiles evaluated, "
+            f"{summary['members']} members"
+        )
+    else:
+        click.echo(f"segment {segment.id} published at offset {offset}")
+
+
+@segments.command("list")
+@click.option("--app", "app_id", help="only this app's segments")
+@click.option("--json", "as_json", is_flag=True)
+def segments_list(app_id: str | None, as_json: bool) -> None:
+    """Every segment with its member count."""
+    r, found = _definitions(settings())
+    rows = [
+        {k: v for k, v in _summary(r, sid, e).items() if k != "definition"}
+        for sid, e in found.items()
+        if app_id is None or e["definition"]["app_id"] == app_id
+    ]
+
+    def table(rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            click.echo(
+                f"{row['id']}\t{row['app_id']}\t{row['scope']}\t{row['members']}\t{row['state']}\t{row['name']}"
+            )
+
+    emit(rows, as_json, table)
+
+
+@segments.command("show")
+@click.argument("segment_id")
+@click.option("--json", "as_json", is_flag=True)
+def segments_show(segment_id: str, as_json: bool) -> None:
+    """One segment: its definition, member count and state."""
+    r, entry = _definition(settings(), segment_id)
+    summary = _summary(r, segment_id, entry)
+
+    def table(s: dict[str, Any]) -> None:
+        click.echo(f"{s['id']} ({s['scope']} segment of {s['app_id']}): {s['name']}")
+        click.echo(f"members: {s['members']}, {s['state']}")
+        click.echo(json.dumps(s["definition"]["rule"], ensure_ascii=False, indent=2))
+
+    emit(summary, as_json, table)
+
+
+@segments.command("remove")
+@click.argument("segment_id")
+@click.option("--wait/--no-wait", default=True, show_default=True)
+@click.option("--timeout", default=600.0, show_default=True, help="seconds")
+def segments_remove(segment_id: str, wait: bool, timeout: float) -> None:
+    """Remove a segment; its members lose it."""
+    from streams.definitions import publish
+
+    cfg = settings()
+    _definition(cfg, segment_id)
+    offset = asyncio.run(publish(cfg, segment_id, None))
+    if wait:
+        _await_applied(cfg, segment_id, offset, timeout)
+    click.echo(f"segment {segment_id} removed")
+
+
+@segments.command("members")
+@click.argument("segment_id")
+@click.option("--json", "as_json", is_flag=True)
+def segments_members(segment_id: str, as_json: bool) -> None:
+    """Every member id of a segment, in id order."""
+    r, entry = _definition(settings(), segment_id)
+    d = entry["definition"]
+    ids: list[str] = []
+    cursor = None
+    while True:
+        page, cursor = r.segment_members(
+            d["app_id"], segment_id, scope=d["scope"], limit=1000, cursor=cursor
+        )
+        ids += page
+        if cursor is None:
+            break
+    emit(ids, as_json, lambda rows: click.echo("\n".join(rows)) if rows else None)
 
 
 def progress(done: int, total: int) -> None:

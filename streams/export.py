@@ -69,17 +69,24 @@ def _cell(value: Any) -> str:
 
 
 def iter_users(
-    reader: Reader, app_id: str, cursor: str | None, page: int = 500
+    reader: Reader, app_id: str, cursor: str | None, page: int = 500, segment: str | None = None
 ) -> Iterator[tuple[dict[str, Any], str | None]]:
-    """Every user of the app in a stable order (by id), with the cursor that resumes after it."""
+    """Every user of the app (or of one of its segments) in a stable order (by id), with the
+    cursor that resumes after it."""
     while True:
-        rows, next_cursor = reader.users(app_id, sort="id", limit=page, cursor=cursor)
-        for row in rows:
+        if segment is None:
+            rows, next_cursor = reader.users(app_id, sort="id", limit=page, cursor=cursor)
+            user_ids = [row["user_id"] for row in rows]
+        else:
+            user_ids, next_cursor = reader.segment_members(
+                app_id, segment, limit=page, cursor=cursor
+            )
+        for user_id in user_ids:
             try:
-                profile = reader.user(app_id, row["user_id"])
+                profile = reader.user(app_id, user_id)
             except NotFound:  # deleted between the page and now
                 continue
-            yield profile, keys.id_member(row["user_id"])
+            yield profile, keys.id_member(user_id)
         if next_cursor is None:
             return
         cursor = next_cursor

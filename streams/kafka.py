@@ -38,8 +38,13 @@ MAX_DELTA_BYTES = 16 * 1024 * 1024
 async def ensure_topics(settings: Settings) -> None:
     """Create every topic the pipeline uses (a no-op for those that exist)."""
     topics = Topics(settings.topic_prefix)
-    names = [*topics.sources, topics.dlq, topics.company_deltas]
-    configs = {topics.company_deltas: {"max.message.bytes": str(MAX_DELTA_BYTES)}}
+    names = [*topics.sources, topics.dlq, topics.company_deltas, topics.segments]
+    configs = {
+        topics.company_deltas: {"max.message.bytes": str(MAX_DELTA_BYTES)},
+        topics.segments: {"cleanup.policy": "compact"},
+    }
+    # Definitions are few and read in order by one worker: one partition.
+    counts = {topics.segments: 1}
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
@@ -47,7 +52,7 @@ async def ensure_topics(settings: Settings) -> None:
         missing = [
             NewTopic(
                 n,
-                settings.partitions,
+                counts.get(n, settings.partitions),
                 1,
                 topic_configs=configs.get(n, {}),
             )

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     consumer_session_timeout_seconds: float = Field(default=10, ge=6)
     batch_size: int = Field(default=2000, ge=1)
     batch_seconds: float = Field(default=0.2, gt=0)
+    # How often the leader worker evaluates profiles whose segment rules depend on the clock.
+    segment_tick_seconds: float = Field(default=1.0, gt=0)
 
     @cached_property
     def limits(self) -> Limits:

@@ -42,6 +42,11 @@ class Topics:
         return self.prefix + "company-deltas"
 
     @property
+    def segments(self) -> str:
+        """Segment definitions, compacted, keyed by segment id (a tombstone removes one)."""
+        return self.prefix + "segments"
+
+    @property
     def dlq_redriven(self) -> str:
         """The log of which dead letters `profiles dlq redrive` has sent back."""
         return self.prefix + "dlq-redriven"

@@ -814,3 +814,222 @@ def users_list(
         }
         for user, p in rows
     ]
+
+
+# --------------------------------------------------------------------------- segments
+
+
+def _day_figures(users: list[_User]) -> dict[str, dict[str, Counter]]:
+    """day -> {"n": track name counts, "p": page key counts} over the users' interactions."""
+    days: dict[str, dict[str, Counter]] = {}
+    for user in users:
+        for rec in user.interactions:
+            if rec["type"] not in ("track", "page"):
+                continue
+            day = days.setdefault(day_of(to_ms(rec["timestamp"])), {"n": Counter(), "p": Counter()})
+            if rec["type"] == "track":
+                day["n"][rec["name"]] += 1
+            else:
+                day["p"][page_key(rec["url"])] += 1
+    return days
+
+
+def segment_subjects(
+    records: list[dict],
+    app_id: str,
+    *,
+    now_ms: int,
+    gap_ms: int = DEFAULT_GAP_MS,
+    retention_days: int = DEFAULT_RETENTION_DAYS,
+) -> dict[tuple[str, str], dict]:
+    """What segment rules read of every user and company of an app, as plain data:
+    (scope, id) -> {header: {properties, auto_properties, first_seen_at, last_seen_at,
+    signed_up_at (epoch ms), total_sessions, nps_latest, excluded}, days: {day: {n, p}},
+    engagement: [[content_id, 6 unused, status]], company_properties: dict or None}."""
+    users = _load_users(records, now_ms, gap_ms, retention_days)
+    out: dict[tuple[str, str], dict] = {}
+    companies: dict[str, dict] = {}
+    for (app, user_id), user in users.items():
+        if app != app_id:
+            continue
+        p = _profile(user)
+        company_id = p["company_id"]
+        if company_id is not None and company_id not in companies:
+            companies[company_id] = company_view(
+                records,
+                app_id,
+                company_id,
+                now_ms=now_ms,
+                gap_ms=gap_ms,
+                retention_days=retention_days,
+            )
+        engagement = (
+            engagement_view(
+                records,
+                app_id,
+                user_id,
+                now_ms=now_ms,
+                gap_ms=gap_ms,
+                retention_days=retention_days,
+            )
+            or []
+        )
+        out[("user", user_id)] = {
+            "header": {
+                "properties": p["properties"],
+                "auto_properties": p["auto_properties"],
+                "first_seen_at": p["_first_ms"],
+                "last_seen_at": p["_last_ms"],
+                "signed_up_at": p["_signed_up_ms"],
+                "total_sessions": p["total_sessions"],
+                "nps_latest": p["nps_latest"],
+                "excluded": p["excluded"],
+            },
+            "days": _day_figures([user]),
+            "engagement": [[e["content_id"], *[None] * 6, e["status"]] for e in engagement],
+            "company_properties": (
+                companies[company_id]["properties"] if company_id is not None else None
+            ),
+        }
+    named = {
+        rec["company"]["id"]
+        for user in users.values()
+        if user.app_id == app_id
+        for rec in user.identifies
+        if rec.get("company") is not None
+    }
+    for company_id in named:
+        view = company_view(
+            records, app_id, company_id, now_ms=now_ms, gap_ms=gap_ms, retention_days=retention_days
+        )
+        if view is None:
+            continue
+        counted = [u for u, p in _members(users, app_id, company_id) if not p["excluded"]]
+        out[("company", company_id)] = {
+            "header": {
+                "properties": view["properties"],
+                "first_seen_at": to_ms(view["first_seen_at"]) if view["first_seen_at"] else None,
+                "last_seen_at": to_ms(view["last_seen_at"]) if view["last_seen_at"] else None,
+                "signed_up_at": to_ms(view["signed_up_at"]) if view["signed_up_at"] else None,
+                "total_sessions": view["total_sessions"],
+            },
+            "days": _day_figures(counted),
+            "engagement": [],
+            "company_properties": None,
+        }
+    return out
+
+
+# --------------------------------------------------------------------------- segment rules
+#
+# A naive evaluator of one definition (its JSON dict) over the plain data of segment_subjects.
+
+
+def _sort(v: Any) -> Any:
+    if isinstance(v, bool):
+        return bool
+    if isinstance(v, int | float):
+        return float
+    if isinstance(v, str):
+        return str
+    return None
+
+
+def _ref_compare(op: str, actual: Any, expected: Any) -> bool:
+    if op == "exists":
+        return actual is not None
+    if actual is None:
+        return op == "neq"
+    same = _sort(actual) is not None and _sort(actual) == _sort(expected)
+    if op == "eq":
+        return same and actual == expected
+    if op == "neq":
+        return not (same and actual == expected)
+    if op == "in":
+        return any(_sort(item) == _sort(actual) and item == actual for item in expected)
+    if op == "contains":
+        return isinstance(actual, str) and isinstance(expected, str) and expected in actual
+    if op == "starts_with":
+        return (
+            isinstance(actual, str)
+            and isinstance(expected, str)
+            and actual[: len(expected)] == expected
+        )
+    if not same or _sort(actual) is bool:
+        return False
+    if op == "gt":
+        return actual > expected
+    if op == "gte":
+        return actual >= expected
+    if op == "lt":
+        return actual < expected
+    return actual <= expected
+
+
+def _ref_condition(c: dict[str, Any], raw: dict[str, Any], now: int, scope: str) -> bool:
+    header, days = raw["header"], raw["days"]
+    user = scope == "user"
+    kind = c["kind"]
+    if kind == "property":
+        if c["source"] == "properties":
+            found = header.get("properties", {}).get(c["key"])
+        elif not user:
+            return False
+        elif c["source"] == "auto_properties":
+            found = header.get("auto_properties", {}).get(c["key"])
+        else:
+            company = raw["company_properties"]
+            found = None if company is None else company.get(c["key"])
+        return _ref_compare(c["operator"], found, c["value"])
+    if kind == "time":
+        at = header.get(c["field"])
+        if at is None:
+            return False
+        if c["within_days"] is not None:
+            return at >= now - c["within_days"] * DAY_MS
+        return at < now - c["before_days"] * DAY_MS
+    if kind == "number":
+        if c["field"] == "nps_latest" and not user:
+            return False
+        return _ref_compare(c["operator"], header.get(c["field"]), c["value"])
+    if kind == "event":
+        count = 0
+        for back in range(c["days"]):
+            figures = days.get(day_of(now - back * DAY_MS))
+            if figures is not None:
+                count += figures["n"].get(c["name"], 0)
+        if c["at_least"] is not None and count < c["at_least"]:
+            return False
+        return not (c["at_most"] is not None and count > c["at_most"])
+    if kind == "page":
+        for back in range(c["days"]):
+            figures = days.get(day_of(now - back * DAY_MS))
+            if figures is not None and figures["p"].get(c["page"], 0) > 0:
+                return True
+        return False
+    if not user:
+        return False
+    if kind == "content":
+        status = "not_started"
+        for item in raw["engagement"]:
+            if item[0] == c["content_id"]:
+                status = item[7]
+        return status == c["status"]
+    return header.get("excluded", False) == c["value"]
+
+
+def _ref_group(g: dict[str, Any], raw: dict[str, Any], now: int, scope: str) -> bool:
+    results = []
+    for item in g["conditions"]:
+        if "op" in item:
+            results.append(_ref_group(item, raw, now, scope))
+        else:
+            results.append(_ref_condition(item, raw, now, scope))
+    if g["op"] == "and":
+        return False not in results
+    return True in results
+
+
+def segment_member(segment: dict[str, Any], raw: dict[str, Any], now: int) -> bool:
+    """Whether the subject (plain data) matches the definition at `now` (epoch ms)."""
+    return _ref_group(segment["rule"], raw, now, segment["scope"])

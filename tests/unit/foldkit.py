@@ -51,7 +51,7 @@ def fold(
     """
     config = config or FoldConfig()
     store = MemoryStore()
-    sink: MemorySink | DirectSink = DirectSink(store) if direct else MemorySink()
+    sink: MemorySink | DirectSink = DirectSink(store, lambda: now_ms) if direct else MemorySink()
     positioned = [
         Positioned(validate(r, Limits(), now_ms), f"src.{r['type']}", 0, i)
         for i, r in enumerate(records)
@@ -67,7 +67,7 @@ def fold(
         log = sink.log
         delta_batches = random_batches(len(log), rng) if rng else [list(range(len(log)))]
         for batch in delta_batches:
-            asyncio.run(apply_company_batch(store, [log[i] for i in batch]))
+            asyncio.run(apply_company_batch(store, [log[i] for i in batch], now_ms=now_ms))
     return Reader(MemoryHashes(store), NS)
 
 

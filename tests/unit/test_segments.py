@@ -12,6 +12,12 @@ from hypothesis import strategies as st
 
 from projections.segments import Profile, evaluate, time_dependent
 from schemas.segments import Segment, parse_segment
+from tests.reference import segment_member as reference
+
+
+def _day(ms: int) -> str:
+    return datetime.fromtimestamp(ms // 1000, UTC).date().isoformat()
+
 
 NOW = 1_795_000_000_000  # 2026-11-18T08:26:40Z, the middle of every generated clock
 DAY = 86_400_000
@@ -22,122 +28,6 @@ PAGES = ["app.example.com/", "app.example.com/Settings"]
 CONTENT = ["f1", "f2", "f3"]
 STATUSES = ["not_started", "seen", "in_progress", "completed", "dismissed"]
 OPERATORS = ["eq", "neq", "contains", "starts_with", "gt", "gte", "lt", "lte", "exists", "in"]
-
-
-# ---- the reference: straight loops over the raw stored dicts, stdlib only ----------------
-
-
-def _day(ms: int) -> str:
-    return datetime.fromtimestamp(ms // 1000, UTC).date().isoformat()
-
-
-def _sort(v: Any) -> Any:
-    if isinstance(v, bool):
-        return bool
-    if isinstance(v, int | float):
-        return float
-    if isinstance(v, str):
-        return str
-    return None
-
-
-def _ref_compare(op: str, actual: Any, expected: Any) -> bool:
-    if op == "exists":
-        return actual is not None
-    if actual is None:
-        return op == "neq"
-    same = _sort(actual) is not None and _sort(actual) == _sort(expected)
-    if op == "eq":
-        return same and actual == expected
-    if op == "neq":
-        return not (same and actual == expected)
-    if op == "in":
-        return any(_sort(item) == _sort(actual) and item == actual for item in expected)
-    if op == "contains":
-        return isinstance(actual, str) and isinstance(expected, str) and expected in actual
-    if op == "starts_with":
-        return (
-            isinstance(actual, str)
-            and isinstance(expected, str)
-            and actual[: len(expected)] == expected
-        )
-    if not same or _sort(actual) is bool:
-        return False
-    if op == "gt":
-        return actual > expected
-    if op == "gte":
-        return actual >= expected
-    if op == "lt":
-        return actual < expected
-    return actual <= expected
-
-
-def _ref_condition(c: dict[str, Any], raw: dict[str, Any], now: int, scope: str) -> bool:
-    header, days = raw["header"], raw["days"]
-    user = scope == "user"
-    kind = c["kind"]
-    if kind == "property":
-        if c["source"] == "properties":
-            found = header.get("properties", {}).get(c["key"])
-        elif not user:
-            return False
-        elif c["source"] == "auto_properties":
-            found = header.get("auto_properties", {}).get(c["key"])
-        else:
-            company = raw["company_properties"]
-            found = None if company is None else company.get(c["key"])
-        return _ref_compare(c["operator"], found, c["value"])
-    if kind == "time":
-        at = header.get(c["field"])
-        if at is None:
-            return False
-        if c["within_days"] is not None:
-            return at >= now - c["within_days"] * DAY
-        return at < now - c["before_days"] * DAY
-    if kind == "number":
-        if c["field"] == "nps_latest" and not user:
-            return False
-        return _ref_compare(c["operator"], header.get(c["field"]), c["value"])
-    if kind == "event":
-        count = 0
-        for back in range(c["days"]):
-            figures = days.get(_day(now - back * DAY))
-            if figures is not None:
-                count += figures["n"].get(c["name"], 0)
-        if c["at_least"] is not None and count < c["at_least"]:
-            return False
-        return not (c["at_most"] is not None and count > c["at_most"])
-    if kind == "page":
-        for back in range(c["days"]):
-            figures = days.get(_day(now - back * DAY))
-            if figures is not None and figures["p"].get(c["page"], 0) > 0:
-                return True
-        return False
-    if not user:
-        return False
-    if kind == "content":
-        status = "not_started"
-        for item in raw["engagement"]:
-            if item[0] == c["content_id"]:
-                status = item[7]
-        return status == c["status"]
-    return header.get("excluded", False) == c["value"]
-
-
-def _ref_group(g: dict[str, Any], raw: dict[str, Any], now: int, scope: str) -> bool:
-    results = []
-    for item in g["conditions"]:
-        if "op" in item:
-            results.append(_ref_group(item, raw, now, scope))
-        else:
-            results.append(_ref_condition(item, raw, now, scope))
-    if g["op"] == "and":
-        return False not in results
-    return True in results
-
-
-def reference(segment: dict[str, Any], raw: dict[str, Any], now: int) -> bool:
-    return _ref_group(segment["rule"], raw, now, segment["scope"])
 
 
 # ---- generated profiles and definitions ----------------------------------------------------
@@ -255,7 +145,13 @@ def groups(depth: int) -> st.SearchStrategy[dict[str, Any]]:
 @st.composite
 def cases(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any], int]:
     scope = draw(st.sampled_from(["user", "company"]))
-    definition = {"id": "seg-1", "name": "Generated", "scope": scope, "rule": draw(groups(3))}
+    definition = {
+        "id": "seg-1",
+        "app_id": "a",
+        "name": "Generated",
+        "scope": scope,
+        "rule": draw(groups(3)),
+    }
     now = draw(st.integers(NOW - 3 * DAY, NOW + 3 * DAY) | st.sampled_from([NOW, NOW - NOW % DAY]))
     return definition, draw(raw_profiles(scope)), now
 
@@ -303,7 +199,7 @@ def test_definitions_round_trip_through_json(
 
 def _one(condition: dict[str, Any], scope: str = "user") -> Segment:
     rule = {"op": "and", "conditions": [condition]}
-    return parse_segment({"id": "s", "name": "S", "scope": scope, "rule": rule})
+    return parse_segment({"id": "s", "app_id": "a", "name": "S", "scope": scope, "rule": rule})
 
 
 def _user(**header: Any) -> Profile:
@@ -368,7 +264,7 @@ def test_company_scope_ignores_user_only_conditions() -> None:
     assert evaluate(_one({**plan, "value": "pro"}, "company"), company, NOW)
 
 
-GOOD = {"id": "s", "name": "S", "scope": "user"}
+GOOD = {"id": "s", "app_id": "a", "name": "S", "scope": "user"}
 TIME = {"kind": "time", "field": "last_seen_at", "within_days": 3}
 
 
@@ -444,7 +340,8 @@ def test_depth_five_is_accepted_and_json_schema_exists() -> None:
 
 
 def test_parsed_from_json_text() -> None:
-    text = """{"id": "power-users", "name": "Power users", "scope": "user", "rule": {"op": "and",
+    text = """{"id": "power-users", "app_id": "a", "name": "Power users", "scope": "user",
+      "rule": {"op": "and",
       "conditions": [{"kind": "event", "name": "export", "at_least": 3, "days": 7},
                      {"op": "or", "conditions": [
                         {"kind": "content", "content_id": "onboarding", "status": "completed"},

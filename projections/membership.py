@@ -1,0 +1,284 @@
+"""Segment membership over a store: evaluate entities again and apply definition records.
+
+Three things evaluate an entity outside its own step: a definition that is added, changed
+or removed (a backfill of its app, with progress), the clock (the due sets), and a change of
+a company's properties (its members become due at once). All of them go through
+`reevaluate`, which writes only `sg`/`_du`, conditional on the entity's version.
+
+A writer that used an old registry is caught by reading the registry's generation after
+its commit: a definition is always stored before its backfill starts, so an entity written
+with stale definitions after the backfill passed it is evaluated again by its own writer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from projections import keys
+from projections.fold import decode_field, encode_field
+from projections.registry import (
+    NONE,
+    Membership,
+    Registry,
+    company_profile,
+    membership,
+    membership_fields,
+    membership_ops,
+    plan_definition,
+    registry_of,
+    stored_membership,
+    user_profile,
+)
+from projections.store import IndexOp, Store, Write, version_of
+from schemas.segments import Segment
+
+log = logging.getLogger("profiles.segments")
+
+PAGE = 200
+Progress = Callable[[int, int], Awaitable[None]]
+
+
+async def load_registry(store: Store, namespace: str) -> Registry:
+    [fields] = await store.load([keys.segment_registry(namespace)])
+    return registry_of(fields)
+
+
+async def company_properties(
+    store: Store, namespace: str, app_id: str, company_ids: set[str]
+) -> dict[str, dict[str, Any]]:
+    """The properties of each named company that exists."""
+    wanted = sorted(company_ids)
+    raw = await store.headers([keys.company(namespace, app_id, c) for c in wanted])
+    return {c: decode_field(h)["properties"] for c, h in zip(wanted, raw, strict=True) if h}
+
+
+def profile_of(scope: str, fields: dict[str, bytes], companies: dict[str, dict[str, Any]]) -> Any:
+    """The Profile of a stored entity, None when it does not exist."""
+    if keys.HEADER not in fields:
+        return None
+    header = decode_field(fields[keys.HEADER])
+    wanted = [keys.DAY_PREFIX + d for d in header["days"]]
+    if scope == "user":
+        wanted.append(keys.ENGAGEMENT)
+    field_of = {name: decode_field(fields[name]) for name in wanted if name in fields}
+    if scope == "company":
+        return company_profile(header, field_of)
+    return user_profile(header, field_of, companies.get(header["company_id"] or ""))
+
+
+async def reevaluate(
+    store: Store,
+    namespace: str,
+    app_id: str,
+    scope: str,
+    entity_ids: list[str],
+    *,
+    now_ms: int,
+    registry: Registry | None = None,
+    also: tuple[str, ...] = (),
+    max_attempts: int = 20,
+) -> int:
+    """Evaluate entities again with the current registry; returns how many changed.
+
+    Every entity's place in each set of its segments (and `also`) and its due entry are
+    asserted, so this also repairs sets a crashed or raced writer left behind."""
+    registry_key = keys.segment_registry(namespace)
+    pending = sorted(set(entity_ids))
+    changed = 0
+    for _ in range(max_attempts):
+        if not pending:
+            return changed
+        if registry is None:
+            registry = await load_registry(store, namespace)
+        segments = registry.of(app_id, scope)
+        every = sorted({s.id for s in segments} | set(also))
+        entity_keys = [keys.entity(namespace, app_id, scope, e) for e in pending]
+        stored = await store.load(entity_keys)
+        companies: dict[str, dict[str, Any]] = {}
+        if scope == "user" and registry.reads_companies(app_id):
+            named = {decode_field(f[keys.HEADER])["company_id"] for f in stored if keys.HEADER in f}
+            companies = await company_properties(store, namespace, app_id, named - {None})
+        writes, ops, ids = [], [], []
+        for entity_id, key, fields in zip(pending, entity_keys, stored, strict=True):
+            profile = profile_of(scope, fields, companies)
+            new = NONE if profile is None else membership(segments, profile, now_ms)
+            old = stored_membership(fields)
+            ops += membership_ops(namespace, app_id, scope, entity_id, old, new, every)
+            if new != old and fields:
+                writes.append(_membership_write(key, fields, new))
+                ids.append(entity_id)
+        await store.index(ops)
+        results = await store.commit(writes)
+        changed += sum(results)
+        retry = [e for e, ok in zip(ids, results, strict=True) if not ok]
+        if await store.version(registry_key) != registry.generation:
+            registry, retry = None, pending  # definitions changed meanwhile: all again
+        pending = retry
+    raise RuntimeError(f"{len(pending)} entities kept changing under segment evaluation")
+
+
+def _membership_write(key: str, fields: dict[str, bytes], new: Membership) -> Write:
+    want = membership_fields(new)
+    to_set = {k: v for k, v in want.items() if fields.get(k) != v}
+    to_delete = [k for k in (keys.SEGMENTS, "_du") if k in fields and k not in want]
+    return Write(key, version_of(fields), to_set, to_delete)
+
+
+async def entity_pages(
+    store: Store, namespace: str, app_id: str, scope: str
+) -> AsyncIterator[list[str]]:
+    """Every entity id of an app and scope, in pages (users from the `id` index)."""
+    if scope == "user":
+        for bucket in range(keys.INDEX_BUCKETS):
+            key = keys.users_index(namespace, app_id, "id", bucket)
+            after = None
+            while members := await store.range(key, after, PAGE):
+                yield [keys.index_user(m) for m in members]
+                after = members[-1]
+        return
+    page: list[str] = []
+    async for key in store.scan(keys.entity_pattern(namespace, app_id, scope)):
+        page.append(keys.entity_id_of(namespace, app_id, scope, key))
+        if len(page) >= PAGE:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+async def count_entities(store: Store, namespace: str, app_id: str, scope: str) -> int | None:
+    if scope != "user":
+        return None
+    total = 0
+    for bucket in range(keys.INDEX_BUCKETS):
+        after = None
+        while page := await store.range(
+            keys.users_index(namespace, app_id, "id", bucket), after, 5000
+        ):
+            total += len(page)
+            after = page[-1]
+    return total
+
+
+async def backfill(
+    store: Store,
+    namespace: str,
+    app_id: str,
+    scope: str,
+    *,
+    now_ms: int,
+    also: tuple[str, ...] = (),
+    progress: Progress | None = None,
+) -> int:
+    """Evaluate every entity of an app and scope again; returns how many were evaluated."""
+    total = await count_entities(store, namespace, app_id, scope)
+    done = 0
+    async for page in entity_pages(store, namespace, app_id, scope):
+        await reevaluate(store, namespace, app_id, scope, page, now_ms=now_ms, also=also)
+        done += len(page)
+        if progress is not None:
+            await progress(done, max(done, total or 0))
+    return done
+
+
+async def tick(store: Store, namespace: str, *, now_ms: int, limit: int = 1000) -> int:
+    """Evaluate every entity whose due time has come; returns how many were evaluated."""
+    registry = await load_registry(store, namespace)
+    seen = 0
+    for app_id, scope in sorted(registry.scopes()):
+        due_keys = [keys.due(namespace, app_id, scope, b) for b in range(keys.INDEX_BUCKETS)]
+        for members in await store.due(due_keys, now_ms, limit):
+            if members:
+                ids = [keys.index_user(m) for m in members]
+                await reevaluate(
+                    store, namespace, app_id, scope, ids, now_ms=now_ms, registry=registry
+                )
+                seen += len(ids)
+    return seen
+
+
+def company_change_ops(
+    namespace: str,
+    app_id: str,
+    registry: Registry,
+    old_header: dict[str, Any] | None,
+    new_header: dict[str, Any] | None,
+    members: list[str],
+    now_ms: int,
+) -> list[IndexOp]:
+    """When a company's properties change and a user segment of its app reads them, its
+    members are due at once (their own steps cannot see another user's identify)."""
+    before = None if old_header is None else old_header["properties"]
+    after = None if new_header is None else new_header["properties"]
+    if before == after or not registry.reads_companies(app_id):
+        return []
+    return [
+        IndexOp(
+            keys.due(namespace, app_id, "user", keys.index_bucket(u)),
+            None,
+            keys.id_member(u),
+            float(now_ms),
+        )
+        for u in members
+    ]
+
+
+# ---- definition records ------------------------------------------------------------------------
+
+
+async def apply_definition(
+    store: Store,
+    namespace: str,
+    segment_id: str,
+    segment: Segment | None,
+    fence_field: str,
+    offset: int,
+    *,
+    now_ms: int,
+) -> None:
+    """Store one `profiles.segments` record (None: removed) and evaluate the profiles it
+    bears on, noting progress; safe to run again after a crash at any point."""
+    registry_key = keys.segment_registry(namespace)
+    progress_key = keys.segment_progress(namespace)
+    [notes] = await store.load([progress_key])
+    note = decode_field(notes[segment_id]) if segment_id in notes else None
+    while True:
+        [fields] = await store.load([registry_key])
+        planned = plan_definition(fields, segment_id, segment, fence_field, offset)
+        if planned is None:
+            if note is None or note["offset"] != offset or note["ready"]:
+                return  # applied and evaluated already
+            scopes = [tuple(s) for s in note["scopes"]]
+            break
+        to_set, to_delete, changed_scopes = planned
+        scopes = sorted(changed_scopes)
+        note = {"offset": offset, "ready": False, "removed": segment is None, "done": 0}
+        note |= {"total": None, "scopes": [list(s) for s in scopes]}
+        await store.put(progress_key, {segment_id: encode_field(note)})
+        [ok] = await store.commit([Write(registry_key, version_of(fields), to_set, to_delete)])
+        if ok:
+            break
+    done = 0
+
+    async def report(count: int, total: int) -> None:
+        await store.put(
+            progress_key, {segment_id: encode_field({**note, "done": done + count, "total": total})}
+        )
+
+    for app_id, scope in scopes:
+        done += await backfill(
+            store, namespace, app_id, scope, now_ms=now_ms, also=(segment_id,), progress=report
+        )
+    if segment is None:
+        await store.drop(
+            [
+                keys.segment_members(namespace, app_id, segment_id, b)
+                for app_id, _scope in scopes
+                for b in range(keys.INDEX_BUCKETS)
+            ]
+        )
+    final = {**note, "ready": True, "done": done, "total": done}
+    await store.put(progress_key, {segment_id: encode_field(final)})
+    log.info("segment %s at offset %d: %d profiles evaluated", segment_id, offset, done)
