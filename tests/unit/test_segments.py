@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference import segment_member as reference
 
 from projections.segments import Profile, evaluate, time_dependent
 from schemas.segments import Segment, parse_segment
-from tests.reference import segment_member as reference
 
 
 def _day(ms: int) -> str:
