@@ -11,8 +11,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from projections.keys import fence_field
+from projections.membership import apply_definition, tick
 from projections.step import DirectSink, FoldConfig, apply_batch
 from projections.store import RedisStore
+from schemas.codec import Rejected
+from streams.definitions import decode_definition
 from streams.ingest import triage
 from streams.kafka import client_options
 from streams.settings import Settings
@@ -69,6 +73,7 @@ async def rebuild(
     )
     await consumer.start()
     progress = Progress(time.monotonic())
+    await load_definitions(settings, store, target)
     try:
         tps = [
             TopicPartition(t, p)
@@ -103,10 +108,50 @@ async def rebuild(
             progress.skipped += len(dead)
             if good:
                 await apply_batch(store, sink, target, good, now_ms=now_ms, config=config)
+                # no worker's clock serves a namespace under construction: run it here (members
+                # of a company the batch changed are due at once)
+                await tick(store, target, now_ms=int(time.time() * 1000))
             progress.done += len(messages)
             await consumer.commit(
                 {tp: OffsetAndMetadata(ms[-1].offset + 1, "") for tp, ms in batch.items() if ms}
             )
+    finally:
+        await consumer.stop()
+
+
+async def load_definitions(settings: Settings, store: RedisStore, target: str) -> int:
+    """Store every segment definition of the compacted topic in `target` before any profile
+    is folded there, so profiles are evaluated as they are built; returns how many."""
+    topic = Topics(settings.topic_prefix).segments
+    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
+    await consumer.start()
+    applied = 0
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not tps:
+            await consumer._client.force_metadata_update()
+            found = consumer.partitions_for_topic(topic) or ()
+            tps = [TopicPartition(topic, p) for p in sorted(found)]
+        if not tps:
+            return 0
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            batch = await consumer.getmany(timeout_ms=500)
+            for tp, messages in batch.items():
+                for m in messages:
+                    try:
+                        segment_id, segment = decode_definition(m.key, m.value)
+                    except Rejected:
+                        continue  # the live worker dead-lettered it
+                    fence = fence_field(tp.topic, tp.partition)
+                    now_ms = int(time.time() * 1000)
+                    await apply_definition(
+                        store, target, segment_id, segment, fence, m.offset, now_ms=now_ms
+                    )
+                    applied += 1
+        return applied
     finally:
         await consumer.stop()
 

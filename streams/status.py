@@ -21,7 +21,9 @@ async def pipeline_status(settings: Settings) -> dict[str, Any]:
     await admin.start()
     await consumer.start()
     try:
-        tps = await partitions(settings, [*topics.sources, topics.company_deltas, topics.dlq])
+        tps = await partitions(
+            settings, [*topics.sources, topics.company_deltas, topics.segments, topics.dlq]
+        )
         ends = await consumer.end_offsets(tps) if tps else {}
         begins = await consumer.beginning_offsets(tps) if tps else {}
         groups = []
