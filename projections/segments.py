@@ -24,8 +24,8 @@ Semantics (issue 6), for a `Profile` read from the stored projection fields and 
 - `excluded`: the header's `excluded` flag equals `value`.
 - Company scope: `property` reads the company's `properties`; `time`, `total_sessions`,
   `event` and `page` read the company header and its per-day figures (its counted members'
-  sum). Conditions that only mean something for a user — `auto_properties`,
-  `company_properties`, `nps_latest`, `content`, `excluded` — are false there.
+  sum). Conditions that only mean something for a user (schemas.segments.user_only) are
+  refused in a company segment when it is parsed; evaluation treats them as false.
 """
 
 from __future__ import annotations

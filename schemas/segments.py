@@ -188,6 +188,22 @@ class Group(_Model):
 Group.model_rebuild()
 
 
+def user_only(c: Condition) -> bool:
+    """Conditions that only mean something for a user, not for a company."""
+    if isinstance(c, PropertyCondition):
+        return c.source != "properties"
+    if isinstance(c, NumberCondition):
+        return c.field == "nps_latest"
+    return isinstance(c, ContentCondition | ExcludedCondition)
+
+
+def _conditions(group: Group) -> list[Condition]:
+    out: list[Condition] = []
+    for item in group.conditions:
+        out += _conditions(item) if isinstance(item, Group) else [item]
+    return out
+
+
 class Segment(_Model):
     """A definition; `id` is unique across apps (the key of `profiles.segments`)."""
 
@@ -196,6 +212,15 @@ class Segment(_Model):
     name: Text
     scope: Literal["user", "company"]
     rule: Group
+
+    @model_validator(mode="after")
+    def _fits_scope(self) -> Segment:
+        if self.scope == "company":
+            wrong = next((c for c in _conditions(self.rule) if user_only(c)), None)
+            if wrong is not None:
+                what = getattr(wrong, "source", None) or getattr(wrong, "field", None) or wrong.kind
+                raise ValueError(f"a company segment cannot use the user-only condition {what}")
+        return self
 
 
 def parse_segment(data: dict[str, Any]) -> Segment:

@@ -1033,3 +1033,22 @@ def _ref_group(g: dict[str, Any], raw: dict[str, Any], now: int, scope: str) -> 
 def segment_member(segment: dict[str, Any], raw: dict[str, Any], now: int) -> bool:
     """Whether the subject (plain data) matches the definition at `now` (epoch ms)."""
     return _ref_group(segment["rule"], raw, now, segment["scope"])
+
+
+def fit_scope(definition: dict[str, Any]) -> dict[str, Any]:
+    """A generated definition made valid: a company segment may not use user-only conditions
+    (other property sources, nps_latest, content, excluded), so such a one becomes a user one."""
+
+    def user_only(item: dict[str, Any]) -> bool:
+        if "op" in item:
+            return any(user_only(c) for c in item["conditions"])
+        kind = item["kind"]
+        return (
+            (kind == "property" and item["source"] != "properties")
+            or (kind == "number" and item["field"] == "nps_latest")
+            or kind in ("content", "excluded")
+        )
+
+    if definition["scope"] == "company" and user_only(definition["rule"]):
+        return {**definition, "scope": "user"}
+    return definition

@@ -16,7 +16,7 @@ from typing import Any
 from foldkit import NS, MemorySink, random_batches
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import segment_member, segment_subjects
+from reference import fit_scope, segment_member, segment_subjects
 from test_fold_properties import NAMES, NOW, URLS, record_sets
 
 from projections import keys
@@ -96,13 +96,15 @@ def definitions(draw: st.DrawFn, segment_id: str) -> dict[str, Any]:
     leaves = st.lists(conditions(), min_size=1, max_size=3)
     inner = st.fixed_dictionaries({"op": st.sampled_from(["and", "or"]), "conditions": leaves})
     items = draw(st.lists(conditions() | inner, min_size=1, max_size=3))
-    return {
-        "id": segment_id,
-        "app_id": "app",
-        "name": segment_id,
-        "scope": draw(st.sampled_from(["user", "user", "company"])),
-        "rule": {"op": draw(st.sampled_from(["and", "or"])), "conditions": items},
-    }
+    return fit_scope(
+        {
+            "id": segment_id,
+            "app_id": "app",
+            "name": segment_id,
+            "scope": draw(st.sampled_from(["user", "company", "company"])),
+            "rule": {"op": draw(st.sampled_from(["and", "or"])), "conditions": items},
+        }
+    )
 
 
 @st.composite

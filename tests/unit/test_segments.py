@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference import fit_scope
 from reference import segment_member as reference
 
 from projections.segments import Profile, evaluate, time_dependent
@@ -153,7 +154,8 @@ def cases(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any], int]:
         "rule": draw(groups(3)),
     }
     now = draw(st.integers(NOW - 3 * DAY, NOW + 3 * DAY) | st.sampled_from([NOW, NOW - NOW % DAY]))
-    return definition, draw(raw_profiles(scope)), now
+    definition = fit_scope(definition)
+    return definition, draw(raw_profiles(definition["scope"])), now
 
 
 def _profile(raw: dict[str, Any]) -> Profile:
@@ -242,7 +244,7 @@ def test_missing_and_mismatched_properties() -> None:
     assert not holds("plan", "contains", "PRO") and holds("plan", "in", ["basic", "pro"])
 
 
-def test_company_scope_ignores_user_only_conditions() -> None:
+def test_company_scope_refuses_user_only_conditions() -> None:
     company = Profile.from_fields(
         {"properties": {"plan": "pro"}, "total_sessions": 3}, {}, [], None
     )
@@ -259,7 +261,9 @@ def test_company_scope_ignores_user_only_conditions() -> None:
         },
     ]
     for c in user_only:
-        assert not evaluate(_one(c, "company"), company, NOW)
+        with pytest.raises(ValueError, match="company segment cannot use the user-only"):
+            _one(c, "company")
+        assert _one(c, "user")
     plan = {"kind": "property", "source": "properties", "key": "plan", "operator": "eq"}
     assert evaluate(_one({**plan, "value": "pro"}, "company"), company, NOW)
 
