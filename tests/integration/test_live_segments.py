@@ -3,6 +3,7 @@ ingest, one changed and one removed, give the batch answer for every profile and
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import Counter
@@ -11,10 +12,13 @@ from typing import Any
 
 import pytest
 import reference as ref
+from aiokafka import AIOKafkaProducer
 
 from projections.reader import Reader
 from schemas.segments import parse_segment
 from streams.generate import generate
+from streams.kafka import client_options, ensure_topics
+from streams.topics import Topics
 
 pytestmark = pytest.mark.integration
 
@@ -173,6 +177,17 @@ def settle(
     raise AssertionError(f"{len(diff)} differences, e.g. {diff[:5]}")
 
 
+async def send_raw(cfg: Any, values: dict[str, bytes]) -> None:
+    await ensure_topics(cfg)
+    producer = AIOKafkaProducer(**client_options(cfg))
+    await producer.start()
+    try:
+        for key, value in values.items():
+            await producer.send_and_wait(Topics(cfg.topic_prefix).segments, value, key.encode())
+    finally:
+        await producer.stop()
+
+
 def add(pipeline: Any, tmp: Path, definition: dict[str, Any], yaml: bool = False) -> str:
     path = tmp / f"{definition['id']}.{'yaml' if yaml else 'json'}"
     path.write_text(json.dumps(definition), encoding="utf-8")  # JSON is YAML too
@@ -193,6 +208,10 @@ def test_segments_before_and_after_ingest_give_the_batch_answer(
     ids = sorted(every)
     early, late = ids[::2], ids[1::2]
     pipeline.start_worker()
+
+    # definitions that bypass the CLI's checks go to the DLQ with a reason, and nothing else
+    bad = {"broken": b"{not json", "other-key": json.dumps(every[early[0]]).encode()}
+    asyncio.run(send_raw(pipeline.settings, bad))
 
     live: dict[str, dict[str, Any]] = {}
     for sid in early:  # before any data: nothing to evaluate yet
@@ -231,6 +250,10 @@ def test_segments_before_and_after_ingest_give_the_batch_answer(
         scope_total = sum(1 for (scope, _e) in want if scope == d["scope"])
         count = sum(1 for ids in want.values() if sid in ids)
         assert 0 < count < scope_total, (sid, count, scope_total)
+
+    letters = pipeline.cli_json("dlq", "list")
+    assert letters["reasons"]["invalid_segment"]["count"] == 2, letters
+    assert {r["id"] for r in pipeline.cli_json("segments", "list")} == set(live)
 
     # export users --segment: exactly the members, each once, parseable
     sid = next(s for s, d in live.items() if d["scope"] == "user")
