@@ -47,6 +47,7 @@ Segments (issue 6):
 from __future__ import annotations
 
 import zlib
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -76,6 +77,7 @@ def namespace_pattern(namespace: str) -> str:
     return f"{namespace}:*"
 
 
+@lru_cache(maxsize=65536)  # ids repeat in every batch
 def escape(part: str) -> str:
     """Percent-escape an id so it is one inert key segment."""
     return quote(part, safe="@._-~+=,")

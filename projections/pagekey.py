@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
+@lru_cache(maxsize=65536)  # pages repeat: most lookups are hits
 def page_key(url: str) -> str:
     rest = _SCHEME.sub("", url, count=1)
     for stop in ("#", "?"):
