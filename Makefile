@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 BIN := .venv/bin
 
-.PHONY: install services-up services-down demo test lint typecheck unit integration fmt clean
+.PHONY: install services-up services-down demo test lint typecheck unit integration fmt clean bench
 
 install:
 	scripts/bootstrap
@@ -32,6 +32,11 @@ integration: services-up
 # The whole suite: lint, types, unit tests (no services) and integration tests (real services).
 test: lint typecheck services-up
 	$(PY) -m pytest tests -q --durations=10
+
+# Throughput, read latency, memory and freshness on the local services (bench/run.py).
+EVENTS ?= 1000000
+bench: services-up
+	$(PY) -m bench.run --events $(EVENTS)
 
 fmt:
 	$(BIN)/ruff format .

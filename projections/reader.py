@@ -244,13 +244,12 @@ class Reader:
     def _page(self, key_of: Callable[[int], str], after: str | None, count: int) -> list[str]:
         """The first `count` members after `after` of the 16 buckets together, lexically."""
         low = "-" if after is None else "(" + after
-        merged: list[str] = []
+        pipe = self._r.pipeline(transaction=False)
         for bucket in range(keys.INDEX_BUCKETS):
-            key = key_of(bucket)
-            merged += [
-                m.decode() if isinstance(m, bytes) else m
-                for m in self._r.zrangebylex(key, low, "+", 0, count)
-            ]
+            pipe.zrangebylex(key_of(bucket), low, "+", 0, count)
+        merged = [
+            m.decode() if isinstance(m, bytes) else m for found in pipe.execute() for m in found
+        ]
         return sorted(merged)[:count]
 
     def _headers(self, app_id: str, user_ids: list[str]) -> list[tuple[str, dict[str, Any] | None]]:

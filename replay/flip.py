@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sys
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from projections import keys, namespaces
 from projections.namespaces import Pointer
 from replay.rebuild import Progress, rebuild
-from streams.kafka import client_options
+from streams.kafka import delete_groups
 from streams.settings import Settings
 
 # Readers re-read the pointer every 0.5 s and a live batch takes well under this: after a
@@ -108,11 +109,6 @@ async def replay(
 
 
 async def forget_group(settings: Settings, group: str) -> None:
-    admin = AIOKafkaAdminClient(**client_options(settings))
-    await admin.start()
-    try:
-        await admin.delete_consumer_groups([group])
-    except Exception:  # only bookkeeping: a leftover group holds no data
-        pass
-    finally:
-        await admin.close()
+    """Delete a finished replay's consumer group (only bookkeeping: it holds no data)."""
+    with contextlib.suppress(KafkaError):
+        await delete_groups(settings, [group])

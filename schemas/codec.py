@@ -100,9 +100,12 @@ def _utf8_len(text: str, path: str) -> int:
         raise Rejected("invalid_utf8", f"a lone surrogate at {path or '/'}") from None
 
 
-def validate(obj: dict[str, Any], limits: Limits, now_ms: int) -> Record:
+def validate(
+    obj: dict[str, Any], limits: Limits, now_ms: int, *, shape_checked: bool = False
+) -> Record:
     """A decoded map to a typed record, or Rejected (schema, then the time window)."""
-    check_shape(obj, limits)
+    if not shape_checked:  # decode_bytes checked it already
+        check_shape(obj, limits)
     kind = obj.get("type")
     if kind not in ("identify", "track", "page", "feedback", "content", "command"):
         raise Rejected("unknown_type", f"type {kind!r} is not a known record type")
@@ -127,4 +130,4 @@ def validate(obj: dict[str, Any], limits: Limits, now_ms: int) -> Record:
 
 def decode(raw: bytes, limits: Limits, now_ms: int) -> Record:
     """Bytes to a typed record, or Rejected with a machine-readable reason."""
-    return validate(decode_bytes(raw, limits), limits, now_ms)
+    return validate(decode_bytes(raw, limits), limits, now_ms, shape_checked=True)

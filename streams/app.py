@@ -58,6 +58,8 @@ def build_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.consumer_session_timeout_seconds,
         broker_heartbeat_interval=1.0,
         producer_max_request_size=MAX_DELTA_BYTES,
+        # take_events can only gather what the stream buffer holds: room for two batches
+        stream_buffer_maxsize=max(4096, 2 * settings.batch_size),
     )
     source = app.topic(*topics.sources, key_type=bytes, value_type=bytes)
     dlq = app.topic(topics.dlq, key_type=bytes, value_type=bytes)

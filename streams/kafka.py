@@ -8,7 +8,8 @@ from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import GroupIdNotFound, TopicAlreadyExistsError
+from aiokafka.protocol.admin import DeleteGroupsRequest
 
 from streams.settings import Settings
 from streams.topics import Topics
@@ -78,3 +79,19 @@ async def partitions(settings: Settings, names: list[str]) -> list[TopicPartitio
         await admin.close()
     found = {d["topic"]: sorted(p["partition"] for p in d["partitions"]) for d in described}
     return [TopicPartition(t, p) for t in wanted for p in found.get(t, [])]
+
+
+async def delete_groups(settings: Settings, groups: list[str]) -> list[str]:
+    """Delete consumer groups; returns those still there. (aiokafka 0.14's admin client has no
+    delete_consumer_groups, so this sends DeleteGroups to each group's coordinator.)"""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    left = []
+    try:
+        for group in groups:
+            node = await admin.find_coordinator(group)
+            response = await admin._send_request_to_node(node, DeleteGroupsRequest([group]))
+            left += [g for g, code in response.results if code not in (0, GroupIdNotFound.errno)]
+    finally:
+        await admin.close()
+    return left
