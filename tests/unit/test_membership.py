@@ -10,6 +10,7 @@ evaluator over the batch reference, at the final instant.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from typing import Any
 
@@ -293,3 +294,54 @@ def test_a_company_change_by_another_user_moves_its_members() -> None:
         reader = Reader(MemoryHashes(store), NS)
         seen[len(records)] = [reader.user("app", u)["segments"] for u in ("a", "b")[: len(records)]]
     assert seen == {1: [["gold"]], 2: [[], []]}
+
+
+class _Crash(Exception):
+    pass
+
+
+class _CrashingStore(MemoryStore):
+    """Dies at the n-th commit, as a worker killed in the middle of a backfill."""
+
+    def __init__(self, data: MemoryStore, at: int) -> None:
+        super().__init__()
+        self.data, self.sets, self._left = data.data, data.sets, at
+
+    async def commit(self, writes: list[Any]) -> list[bool]:
+        self._left -= 1
+        if self._left < 0:
+            raise _Crash
+        return await super().commit(writes)
+
+
+def test_a_backfill_killed_midway_is_finished_by_the_redelivered_record() -> None:
+    records = [
+        {
+            "type": "track",
+            "app_id": "app",
+            "user_id": f"u{i:03d}",
+            "event_id": f"e{i}-{j}",
+            "timestamp": NOW - DAY + (i * 7 + j) * 1000,
+            "name": NAMES[j % 2],
+        }
+        for i in range(450)  # more than two backfill pages
+        for j in range(1 + i % 3)
+    ]
+    rule = {
+        "op": "and",
+        "conditions": [{"kind": "event", "name": NAMES[0], "at_least": 2, "days": 2}],
+    }
+    definition = {"id": "twice", "app_id": "app", "name": "Twice", "scope": "user", "rule": rule}
+    store, _live, _end = _run({"records": records, "ops": [], "seed": 5, "before": 0, "end": NOW})
+    segment = parse_segment(definition)
+    crashing = _CrashingStore(store, at=2)  # the registry write, one page, then death
+    with contextlib.suppress(_Crash):
+        asyncio.run(apply_definition(crashing, NS, "twice", segment, FENCE, 7, now_ms=NOW))
+    reader = Reader(MemoryHashes(store), NS)
+    raw_progress = store.data[keys.segment_progress(NS)]["twice"]
+    assert reader.count_members("app", "twice") < 150  # stopped midway, not ready
+    assert b"ready" in raw_progress
+    asyncio.run(apply_definition(store, NS, "twice", segment, FENCE, 7, now_ms=NOW))  # redelivery
+    want = sorted(f"u{i:03d}" for i in range(450) if 1 + i % 3 >= 3)
+    assert _members(reader, "twice", "user") == want
+    assert reader.count_members("app", "twice") == len(want) == 150
