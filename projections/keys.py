@@ -24,7 +24,9 @@ Company hash `{ns}:{app}:c:{<company>}` fields (values msgpack):
                first/last seen, total sessions, users count (non-excluded members), days
   d:YYYY-MM-DD per-day figures summed over the non-excluded current members
   u            the users tab: every current member, last seen first
-  m:<user>     a member's latest contribution [user-step version, facts, member, days]
+  m:<user>     a member's latest contribution [user-step version, facts, member]
+  md:<user>    that contribution's per-day figures (absent when it counts no days); a step
+               reads only the `md:` fields of the members it changes
   sg           the ids of the company-scope segments it is a member of, as for users
   _f:T:P, _v   fence and version, as for users
 
@@ -60,6 +62,7 @@ ENGAGEMENT = "en"
 DAY_PREFIX = "d:"
 SESSIONS_PREFIX = "s:"
 MEMBER_PREFIX = "m:"
+MEMBER_DAYS_PREFIX = "md:"
 COMPANY_USERS = "u"
 CONTRIBUTED = "_co"
 SEGMENTS = "sg"

@@ -19,6 +19,7 @@ from typing import Any
 from projections import keys
 from projections.fold import decode_field, encode_field
 from projections.registry import (
+    MEMBERSHIP,
     NONE,
     Membership,
     Registry,
@@ -95,7 +96,10 @@ async def reevaluate(
         segments = registry.of(app_id, scope)
         every = sorted({s.id for s in segments} | set(also))
         entity_keys = [keys.entity(namespace, app_id, scope, e) for e in pending]
-        stored = await store.load(entity_keys)
+        # A company's `md:` fields (every member's days) are not needed for its profile.
+        stored = await store.load_without(
+            entity_keys, keys.MEMBER_DAYS_PREFIX, [[] for _ in entity_keys]
+        )
         companies: dict[str, dict[str, Any]] = {}
         if scope == "user" and registry.reads_companies(app_id):
             named = {decode_field(f[keys.HEADER])["company_id"] for f in stored if keys.HEADER in f}
@@ -122,7 +126,7 @@ async def reevaluate(
 def _membership_write(key: str, fields: dict[str, bytes], new: Membership) -> Write:
     want = membership_fields(new)
     to_set = {k: v for k, v in want.items() if fields.get(k) != v}
-    to_delete = [k for k in (keys.SEGMENTS, "_du") if k in fields and k not in want]
+    to_delete = [k for k in MEMBERSHIP if k in fields and k not in want]
     return Write(key, version_of(fields), to_set, to_delete)
 
 

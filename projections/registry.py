@@ -125,6 +125,7 @@ def company_profile(header: Mapping[str, Any], field_of: Mapping[str, Any]) -> P
 
 
 DUE = "_du"
+MEMBERSHIP = (keys.SEGMENTS, DUE)  # the entity fields membership_fields writes
 
 
 def stored_membership(fields: Mapping[str, bytes]) -> Membership:

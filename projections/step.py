@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from projections import keys
-from projections.company import Contribution, plan_company
+from projections.company import Contribution, needed_fields, plan_company
 from projections.fold import (
     UserState,
     apply,
@@ -28,6 +28,7 @@ from projections.fold import (
 )
 from projections.membership import company_change_ops, company_properties, reevaluate
 from projections.registry import (
+    MEMBERSHIP,
     NONE,
     Registry,
     company_profile,
@@ -344,7 +345,9 @@ async def apply_company_batch(
                 strict=True,
             )
         }
-        stored = await store.load(pending)
+        stored = await store.load_without(
+            pending, keys.MEMBER_DAYS_PREFIX, [needed_fields(by_company[k]) for k in pending]
+        )
         writes, index = [], []
         for key, fields in zip(pending, stored, strict=True):
             first = by_company[key][0]
@@ -387,6 +390,8 @@ def _company_segments(
     m = NONE
     if header is not None and segments:
         m = membership(segments, company_profile(header, projected), now_ms)
+    for name in MEMBERSHIP:
+        new.pop(name, None)
     new.update(membership_fields(m))
     old_header = decode_field(fields[keys.HEADER]) if keys.HEADER in fields else None
     members = [row[0] for row in projected.get(keys.COMPANY_USERS, [])]

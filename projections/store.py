@@ -34,6 +34,31 @@ redis.call('HSET', KEYS[1], ARGV[1], v + 1)
 return v + 1
 """
 
+# Every field of a hash except those starting with ARGV[1], plus the named ones among those.
+_LOAD_WITHOUT = """
+local out = {}
+local skip = ARGV[1]
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, #skip) ~= skip then
+    out[#out + 1] = all[i]
+    out[#out + 1] = all[i + 1]
+  end
+end
+if #ARGV > 1 then
+  local names = {}
+  for j = 2, #ARGV do names[#names + 1] = ARGV[j] end
+  local got = redis.call('HMGET', KEYS[1], unpack(names))
+  for j = 1, #names do
+    if got[j] then
+      out[#out + 1] = names[j]
+      out[#out + 1] = got[j]
+    end
+  end
+end
+return out
+"""
+
 
 @dataclass(frozen=True)
 class Write:
@@ -62,6 +87,13 @@ def version_of(fields: dict[str, bytes]) -> int:
 class Store(Protocol):
     async def load(self, entity_keys: list[str]) -> list[dict[str, bytes]]:
         """Every field of each entity hash ({} where it does not exist), one round trip."""
+        ...
+
+    async def load_without(
+        self, entity_keys: list[str], skip: str, wanted: list[list[str]]
+    ) -> list[dict[str, bytes]]:
+        """Like load, but without the fields whose names start with `skip`, except the
+        `wanted` ones of each entity; one round trip."""
         ...
 
     async def commit(self, writes: list[Write]) -> list[bool]:
@@ -107,6 +139,7 @@ class RedisStore:
     def __init__(self, client: Any) -> None:
         self._client = client
         self._apply = client.register_script(_APPLY)
+        self._load_without = client.register_script(_LOAD_WITHOUT)
 
     async def load(self, entity_keys: list[str]) -> list[dict[str, bytes]]:
         if not entity_keys:
@@ -116,6 +149,19 @@ class RedisStore:
             pipe.hgetall(key)
         rows = await pipe.execute()
         return [{k.decode(): v for k, v in row.items()} for row in rows]
+
+    async def load_without(
+        self, entity_keys: list[str], skip: str, wanted: list[list[str]]
+    ) -> list[dict[str, bytes]]:
+        if not entity_keys:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for key, names in zip(entity_keys, wanted, strict=True):
+            await self._load_without(keys=[key], args=[skip, *names], client=pipe)
+        out = []
+        for flat in await pipe.execute():
+            out.append({flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)})
+        return out
 
     async def commit(self, writes: list[Write]) -> list[bool]:
         if not writes:
@@ -184,6 +230,15 @@ class MemoryStore:
 
     async def load(self, entity_keys: list[str]) -> list[dict[str, bytes]]:
         return [dict(self.data.get(k, {})) for k in entity_keys]
+
+    async def load_without(
+        self, entity_keys: list[str], skip: str, wanted: list[list[str]]
+    ) -> list[dict[str, bytes]]:
+        out = []
+        for key, names in zip(entity_keys, wanted, strict=True):
+            fields = self.data.get(key, {})
+            out.append({k: v for k, v in fields.items() if not k.startswith(skip) or k in names})
+        return out
 
     async def commit(self, writes: list[Write]) -> list[bool]:
         out = []
