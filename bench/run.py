@@ -53,6 +53,7 @@ POLL_SECONDS = 0.25
 STALL_SECONDS = 180  # no progress for this long: the pipeline is stuck, not slow
 VALIDATE_SAMPLE = 20_000
 
+PARTS = ("pipeline", "workers", "replay")
 Metrics = dict[str, tuple[Any, str]]  # name -> (value, unit)
 
 
@@ -725,30 +726,36 @@ async def bench(args: argparse.Namespace) -> tuple[Dataset, Metrics]:
         checkpoint()
         log("floor")
         metrics |= await floor(cfg, ds.events)
-        metrics |= await pipeline(run, ds, 1, rc)
-        one = run.name("w1")
-        log(f"reads: {args.reads:,} of each view")
-        client = redis.Redis.from_url(cfg.redis_url, password=redis_password(cfg))
-        metrics |= reads(Reader(client, one), ds, args.reads)
-        metrics |= await namespace_memory(rc, ds, one)
-        steady = metrics["pipeline_1w_rate_excl_startup"][0] or metrics["pipeline_1w_rate"][0]
-        metrics |= await freshness(run, ds, one, steady / 2, args.fresh_seconds)
-        for count in range(2, args.workers_max + 1):
+        if "pipeline" in args.only:
+            metrics |= await pipeline(run, ds, 1, rc)
+            one = run.name("w1")
+            log(f"reads: {args.reads:,} of each view")
+            client = redis.Redis.from_url(cfg.redis_url, password=redis_password(cfg))
+            metrics |= reads(Reader(client, one), ds, args.reads)
+            metrics |= await namespace_memory(rc, ds, one)
+            steady = metrics["pipeline_1w_rate_excl_startup"][0] or metrics["pipeline_1w_rate"][0]
+            metrics |= await freshness(run, ds, one, steady / 2, args.fresh_seconds)
+        if "workers" in args.only:
+            for count in range(2, args.workers_max + 1):
+                checkpoint()
+                metrics |= await pipeline(run, ds, count, rc)
+        if "replay" in args.only:
             checkpoint()
-            metrics |= await pipeline(run, ds, count, rc)
-        checkpoint()
-        metrics |= await replay(run, ds, rc)
+            metrics |= await replay(run, ds, rc)
     finally:
         await cleanup(run, rc)
         await rc.aclose()
     floor_rate = metrics["floor_rate"][0]
     for count in range(1, args.workers_max + 1):
         p = f"pipeline_{count}w_"
+        if p + "rate" not in metrics:
+            continue
         metrics[p + "vs_floor"] = (metrics[p + "rate"][0] / floor_rate, "ratio")
         if metrics[p + "rate_excl_startup"][0]:
             steady = metrics[p + "rate_excl_startup"][0]
             metrics[p + "excl_startup_vs_floor"] = (steady / floor_rate, "ratio")
-    metrics["replay_vs_floor"] = (metrics["replay_rate"][0] / floor_rate, "ratio")
+    if "replay_rate" in metrics:
+        metrics["replay_vs_floor"] = (metrics["replay_rate"][0] / floor_rate, "ratio")
     return ds, metrics
 
 
@@ -798,7 +805,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers-max", type=int, default=2)
     parser.add_argument("--reads", type=int, default=10_000, help="reads of each view")
     parser.add_argument("--fresh-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--only",
+        default=",".join(PARTS),
+        help="comma-separated parts to measure besides the floor: pipeline (1 worker, then"
+        " its reads, memory and freshness), workers (2..--workers-max), replay; default all",
+    )
     args = parser.parse_args(argv)
+    args.only = set(args.only.split(","))
+    if not args.only <= set(PARTS):
+        parser.error(f"--only takes some of {', '.join(PARTS)}")
     if args.events < 1 or args.workers_max < 1 or args.reads < 2:
         parser.error("--events and --workers-max must be >= 1, --reads >= 2")
     # aiokafka logs each retried request and failed connection; what matters is reported here.

@@ -8,7 +8,7 @@ every view is then derived from that state alone.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,9 @@ from schemas.timefmt import day_of, parse_timestamp
 #   content:  a=content_id, b=content_type, c=content_name, d=action, e=step
 # Compact identify: [ts, traits, company or None]; company = [id, name, created_at, traits]
 # Compact command:  [issued_at, command]
+
+
+DAY_MS = 86_400_000
 
 
 def _pack(value: Any) -> bytes:
@@ -189,96 +192,190 @@ def _breakdown_item(row: list[Any]) -> list[Any]:
     return [row[0], kind, name, page]
 
 
-def _lww(pairs: list[tuple[tuple[int, str], Any]]) -> Any:
-    return max(pairs, key=lambda p: p[0])[1] if pairs else None
+def _order(kv: tuple[str, list[Any]]) -> tuple[int, str]:
+    return kv[1][0], kv[0]
+
+
+def _identity(state: UserState) -> tuple[dict[str, Any], list[Any] | None]:
+    """Traits and company by last writer wins: a walk in (timestamp, event_id) order."""
+    properties: dict[str, Any] = {}
+    company: list[Any] | None = None
+    for _eid, (_ts, traits, comp) in sorted(state.identifies.items(), key=_order):
+        properties.update(traits)
+        if comp is not None:
+            company = comp
+    return properties, company
+
+
+def _day_fields(
+    d: str, rows: list[tuple[str, list[Any]]], sessions: list[list[tuple[str, list[Any]]]]
+) -> dict[str, Any]:
+    """The `d:` and `s:` fields of one day, from its rows (by event time) and the sessions that
+    start on it; {} when the day has nothing to show."""
+    figures: dict[str, Any] | None = None
+    if sessions:
+        figures = {"e": 0, "s": len(sessions), "ms": 0, "n": {}, "p": {}}
+    for _eid, row in rows:
+        kind = row[1]
+        if kind == "track" or kind == "page":
+            if figures is None:
+                figures = {"e": 0, "s": 0, "ms": 0, "n": {}, "p": {}}
+            if kind == "track":
+                figures["e"] += 1
+                counts = figures["n"]
+            else:
+                counts = figures["p"]
+            counts[row[2]] = counts.get(row[2], 0) + 1
+    out: dict[str, Any] = {}
+    if figures is not None:
+        figures["ms"] = sum(s[-1][1][0] - s[0][1][0] for s in sessions)
+        out[keys.DAY_PREFIX + d] = figures
+    if sessions:
+        out[keys.SESSIONS_PREFIX + d] = [
+            [s[0][1][0], s[-1][1][0], [_breakdown_item(row) for _eid, row in s]] for s in sessions
+        ]
+    return out
+
+
+def _feedback(rows: list[tuple[str, list[Any]]]) -> list[list[Any]]:
+    return [
+        [row[0], row[2], row[3], row[4], row[5], row[6], _ctx_page(row[7])]
+        for _eid, row in rows
+        if row[1] == "feedback"
+    ]
+
+
+def _nps_latest(feedback: list[list[Any]]) -> int | None:
+    nps = [f for f in feedback if f[2] == "nps"]
+    return nps[-1][4] if nps else None
+
+
+def _reset_at(state: UserState) -> int | None:
+    resets = [c[0] for c in state.commands.values() if c[1] == "reset_content"]
+    return max(resets) if resets else None
+
+
+def _header(
+    state: UserState,
+    rows: list[tuple[str, list[Any]]],
+    total_sessions: int,
+    nps_latest: int | None,
+    days: list[str],
+) -> dict[str, Any]:
+    properties, company = _identity(state)
+    auto: dict[str, str] = {}
+    for _eid, row in rows:
+        if row[7]:
+            auto.update(row[7])
+    toggles = sorted(
+        ((c[0], cid), c[1]) for cid, c in state.commands.items() if c[1] in ("exclude", "include")
+    )
+    return {
+        "name": properties.get("name"),
+        "email": properties.get("email"),
+        "country": properties.get("country") or auto.get("country"),
+        "company_id": company[0] if company else None,
+        "company_name": company[1] if company else None,
+        "signed_up_at": _created_at(properties.get("created_at")),
+        "first_seen_at": rows[0][1][0] if rows else None,
+        "last_seen_at": rows[-1][1][0] if rows else None,
+        "total_sessions": total_sessions,
+        "excluded": bool(toggles) and toggles[-1][1] == "exclude",
+        "content_reset_at": _reset_at(state),
+        "properties": properties,
+        "auto_properties": auto,
+        "nps_latest": nps_latest,
+        "days": days,
+    }
 
 
 def project(state: UserState, gap_ms: int) -> dict[str, Any]:
     """Every field of the user's projection, as plain values; {} when the user does not exist."""
     if not state.interactions and not state.identifies:
         return {}
-    rows = sorted(state.interactions.items(), key=lambda kv: (kv[1][0], kv[0]))
-    identifies = sorted(state.identifies.items(), key=lambda kv: (kv[1][0], kv[0]))
-
-    # Last writer wins by (timestamp, event_id): a walk in that order leaves the winner.
-    properties: dict[str, Any] = {}
-    company: list[Any] | None = None
-    for _eid, (_ts, traits, comp) in identifies:
-        properties.update(traits)
-        if comp is not None:
-            company = comp
-    auto: dict[str, str] = {}
-    for _eid, row in rows:
-        if row[7]:
-            auto.update(row[7])
-    country = properties.get("country") or auto.get("country")
-
+    rows = sorted(state.interactions.items(), key=_order)
     sessions = sessions_of(rows, gap_ms)
-    fields: dict[str, Any] = {}
-    days: dict[str, dict[str, Any]] = {}
-
-    def day(d: str) -> dict[str, Any]:
-        if d not in days:
-            days[d] = {"e": 0, "s": 0, "ms": 0, "n": Counter(), "p": Counter()}
-        return days[d]
-
-    by_day: dict[str, list[list[Any]]] = {}
+    rows_by_day: dict[str, list[tuple[str, list[Any]]]] = {}
+    for item in rows:
+        rows_by_day.setdefault(day_of(item[1][0]), []).append(item)
+    sessions_by_day: dict[str, list[list[tuple[str, list[Any]]]]] = {}
     for session in sessions:
-        start, end = session[0][1][0], session[-1][1][0]
-        figures = day(day_of(start))
-        figures["s"] += 1
-        figures["ms"] += end - start
-        by_day.setdefault(day_of(start), []).append(
-            [start, end, [_breakdown_item(row) for _eid, row in session]]
-        )
-    for _eid, row in rows:
-        if row[1] == "track":
-            figures = day(day_of(row[0]))
-            figures["e"] += 1
-            figures["n"][row[2]] += 1
-        elif row[1] == "page":
-            day(day_of(row[0]))["p"][row[2]] += 1
-    for d, figures in days.items():
-        fields[keys.DAY_PREFIX + d] = {**figures, "n": dict(figures["n"]), "p": dict(figures["p"])}
-    for d, day_sessions in by_day.items():
-        fields[keys.SESSIONS_PREFIX + d] = day_sessions
-
-    feedback = [
-        [row[0], row[2], row[3], row[4], row[5], row[6], _ctx_page(row[7])]
-        for _eid, row in rows
-        if row[1] == "feedback"
-    ]
+        sessions_by_day.setdefault(day_of(session[0][1][0]), []).append(session)
+    fields: dict[str, Any] = {}
+    for d in sorted(rows_by_day.keys() | sessions_by_day.keys()):
+        fields.update(_day_fields(d, rows_by_day.get(d, []), sessions_by_day.get(d, [])))
+    feedback = _feedback(rows)
     if feedback:
         fields[keys.FEEDBACK] = feedback
-    nps = [f for f in feedback if f[2] == "nps"]
-
-    resets = [c[0] for c in state.commands.values() if c[1] == "reset_content"]
-    reset_at = max(resets) if resets else None
-    engagement = _engagement(rows, reset_at)
+    engagement = _engagement(rows, _reset_at(state))
     if engagement:
         fields[keys.ENGAGEMENT] = engagement
-
-    toggles = sorted(
-        ((c[0], cid), c[1]) for cid, c in state.commands.items() if c[1] in ("exclude", "include")
-    )
-    fields[keys.HEADER] = {
-        "name": properties.get("name"),
-        "email": properties.get("email"),
-        "country": country,
-        "company_id": company[0] if company else None,
-        "company_name": company[1] if company else None,
-        "signed_up_at": _created_at(properties.get("created_at")),
-        "first_seen_at": rows[0][1][0] if rows else None,
-        "last_seen_at": rows[-1][1][0] if rows else None,
-        "total_sessions": len(sessions),
-        "excluded": bool(toggles) and toggles[-1][1] == "exclude",
-        "content_reset_at": reset_at,
-        "properties": properties,
-        "auto_properties": auto,
-        "nps_latest": nps[-1][4] if nps else None,
-        "days": sorted(days),
-    }
+    days = sorted(k[len(keys.DAY_PREFIX) :] for k in fields if k.startswith(keys.DAY_PREFIX))
+    fields[keys.HEADER] = _header(state, rows, len(sessions), _nps_latest(feedback), days)
     return fields
+
+
+def _projection_field(name: str) -> bool:
+    return name in (keys.HEADER, keys.FEEDBACK, keys.ENGAGEMENT) or name.startswith(
+        (keys.DAY_PREFIX, keys.SESSIONS_PREFIX)
+    )
+
+
+def project_added(
+    old: UserState, new: UserState, stored: dict[str, bytes], gap_ms: int
+) -> tuple[dict[str, Any], dict[str, bytes]] | None:
+    """The projection of `new` when it is `old` plus interactions or identifies, computing only
+    what the added records change: the days their sessions span, the header, and the
+    feedback or engagement lists if they gained a row. `stored` holds the encoded projection
+    of `old`. Returns (decoded header, days and engagement; encoded fields) equal to what
+    `project(new)` gives — or None when something was taken away or replaced (a command,
+    an erasure, retention, a row replaced under its id), where only the full projection
+    will do.
+    """
+    if keys.HEADER not in stored or new.commands != old.commands:
+        return None
+    before, after = old.interactions, new.interactions
+    if len(after) < len(before) or any(after.get(k) is not row for k, row in before.items()):
+        return None
+    added = {k: row for k, row in after.items() if k not in before}
+    rows = sorted(after.items(), key=_order)
+    sessions = sessions_of(rows, gap_ms)
+    dirty: set[int] = set()  # days (since the epoch) that the sessions of added rows span
+    for session in sessions:
+        if added and any(eid in added for eid, _row in session):
+            dirty.update(range(session[0][1][0] // DAY_MS, session[-1][1][0] // DAY_MS + 1))
+    encoded = {k: v for k, v in stored.items() if _projection_field(k)}
+    old_header = decode_field(stored[keys.HEADER])
+    days = set(old_header["days"]) - {day_of(n * DAY_MS) for n in dirty}
+    times = [row[0] for _eid, row in rows]
+    for n in sorted(dirty):
+        start, d = n * DAY_MS, day_of(n * DAY_MS)
+        lo, hi = bisect_left(times, start), bisect_left(times, start + DAY_MS)
+        starting = [s for s in sessions if start <= s[0][1][0] < start + DAY_MS]
+        fresh = _day_fields(d, rows[lo:hi], starting)
+        for name in (keys.DAY_PREFIX + d, keys.SESSIONS_PREFIX + d):
+            if name in fresh:
+                encoded[name] = encode_field(fresh[name])
+            else:
+                encoded.pop(name, None)
+        if keys.DAY_PREFIX + d in fresh:
+            days.add(d)
+    kinds = {row[1] for row in added.values()}
+    nps_latest = old_header["nps_latest"]
+    if "feedback" in kinds:
+        feedback = _feedback(rows)
+        encoded[keys.FEEDBACK] = encode_field(feedback)
+        nps_latest = _nps_latest(feedback)
+    if "content" in kinds:
+        encoded[keys.ENGAGEMENT] = encode_field(_engagement(rows, _reset_at(new)))
+    header = _header(new, rows, len(sessions), nps_latest, sorted(days))
+    encoded[keys.HEADER] = encode_field(header)
+    projected: dict[str, Any] = {keys.HEADER: header}
+    for d in header["days"]:
+        projected[keys.DAY_PREFIX + d] = decode_field(encoded[keys.DAY_PREFIX + d])
+    if keys.ENGAGEMENT in encoded:
+        projected[keys.ENGAGEMENT] = decode_field(encoded[keys.ENGAGEMENT])
+    return projected, encoded
 
 
 def _created_at(value: Any) -> int | None:

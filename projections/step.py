@@ -25,6 +25,7 @@ from projections.fold import (
     encode_field,
     encode_fields,
     project,
+    project_added,
 )
 from projections.membership import company_change_ops, company_properties, reevaluate
 from projections.registry import (
@@ -153,7 +154,12 @@ def plan(
     new_state = apply(
         state, [p.record for p in fresh], now_ms=now_ms, retention_days=config.retention_days
     )
-    projected = project(new_state, config.gap_ms)
+    added = project_added(state, new_state, stored, config.gap_ms)
+    if added is None:
+        projected = project(new_state, config.gap_ms)
+        new = encode_fields(projected)
+    else:
+        projected, new = added
     sent = decode_field(stored[keys.CONTRIBUTED]) if keys.CONTRIBUTED in stored else {}
     deltas, digests = _deltas(
         namespace,
@@ -166,7 +172,6 @@ def plan(
     )
     old_header = decode_field(stored[keys.HEADER]) if keys.HEADER in stored else None
     index = _index_ops(namespace, app_id, user_id, old_header, projected.get(keys.HEADER))
-    new = encode_fields(projected)
     new[keys.STATE] = new_state.to_bytes()
     if digests:
         new[keys.CONTRIBUTED] = encode_field(digests)
