@@ -16,16 +16,20 @@ import msgpack
 
 from projections import keys
 from projections.pagekey import page_key
-from schemas.models import Command, Content, Feedback, Identify, Page, Record, Track
+from schemas.models import Command, Feedback, Identify, Page, Record, Track
 from schemas.timefmt import day_of, parse_timestamp
 
-# Compact interaction: [ts, type, a, b, c, d, e, ctx]
+# Compact interaction: [ts, type, a, b, c, d, e, page key of context.page_url or None]
 #   track:    a=name
 #   page:     a=page key of url, b=title
 #   feedback: a=survey_id, b=survey_type, c=question, d=score, e=answer
 #   content:  a=content_id, b=content_type, c=content_name, d=action, e=step
 # Compact identify: [ts, traits, company or None]; company = [id, name, created_at, traits]
 # Compact command:  [issued_at, command]
+# Auto properties:  {context key: [ts, event_id, value]}, the last writer of each key only.
+#   That is enough: a delete or retention that erases a key's last writer erases every
+#   earlier row with that key too. (Of two different records under one id, a client bug,
+#   the contexts of both count.)
 
 
 DAY_MS = 86_400_000
@@ -44,16 +48,32 @@ class UserState:
     interactions: dict[str, list[Any]] = field(default_factory=dict)
     identifies: dict[str, list[Any]] = field(default_factory=dict)
     commands: dict[str, list[Any]] = field(default_factory=dict)
+    auto: dict[str, list[Any]] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
-        return _pack([self.interactions, self.identifies, self.commands])
+        return _pack([self.interactions, self.identifies, self.commands, self.auto])
 
     @classmethod
     def from_bytes(cls, raw: bytes | None) -> UserState:
         if not raw:
             return cls()
-        interactions, identifies, commands = _unpack(raw)
-        return cls(interactions, identifies, commands)
+        parts = _unpack(raw)
+        if len(parts) == 3:  # written before auto properties were kept apart: convert
+            return cls._with_contexts(*parts)
+        return cls(*parts)
+
+    @classmethod
+    def _with_contexts(
+        cls,
+        interactions: dict[str, list[Any]],
+        identifies: dict[str, list[Any]],
+        commands: dict[str, list[Any]],
+    ) -> UserState:
+        auto: dict[str, list[Any]] = {}
+        for eid, row in interactions.items():
+            ctx, row[7] = row[7], _ctx_page(row[7])
+            _merge_auto(auto, row[0], eid, ctx)
+        return cls(interactions, identifies, commands, auto)
 
     @property
     def deleted_until(self) -> int | None:
@@ -62,11 +82,19 @@ class UserState:
         return max(times) if times else None
 
 
-def _context(record: Track | Page | Feedback | Content) -> dict[str, str] | None:
-    if record.context is None:
+def _context(record: Record) -> dict[str, str] | None:
+    context = getattr(record, "context", None)
+    if context is None:
         return None
-    ctx = {k: v for k, v in record.context.model_dump().items() if v is not None}
+    ctx = {k: v for k, v in context.model_dump().items() if v is not None}
     return ctx or None
+
+
+def _merge_auto(auto: dict[str, list[Any]], ts: int, eid: str, ctx: dict[str, str] | None) -> None:
+    for key, value in (ctx or {}).items():
+        mine = [ts, eid, value]
+        if key not in auto or mine > auto[key]:
+            auto[key] = mine
 
 
 def compact(record: Record) -> tuple[str, str, list[Any]]:
@@ -79,15 +107,16 @@ def compact(record: Record) -> tuple[str, str, list[Any]]:
         if company is not None:
             row = [company.id, company.name, company.created_at, dict(company.traits)]
         return "d", record.event_id, [record.timestamp, dict(record.traits), row]
-    ctx = _context(record)
+    url = record.context.page_url if record.context is not None else None
+    page = page_key(url) if url else None
     ts = record.timestamp
     if isinstance(record, Track):
-        return "i", record.event_id, [ts, "track", record.name, None, None, None, None, ctx]
+        return "i", record.event_id, [ts, "track", record.name, None, None, None, None, page]
     if isinstance(record, Page):
         return (
             "i",
             record.event_id,
-            [ts, "page", page_key(record.url), record.title, None, None, None, ctx],
+            [ts, "page", page_key(record.url), record.title, None, None, None, page],
         )
     if isinstance(record, Feedback):
         return (
@@ -101,7 +130,7 @@ def compact(record: Record) -> tuple[str, str, list[Any]]:
                 record.question,
                 record.score,
                 record.answer,
-                ctx,
+                page,
             ],
         )
     return (
@@ -115,7 +144,7 @@ def compact(record: Record) -> tuple[str, str, list[Any]]:
             record.content_name,
             record.action,
             record.step,
-            ctx,
+            page,
         ],
     )
 
@@ -133,15 +162,21 @@ def apply(
         "d": dict(state.identifies),
         "c": dict(state.commands),
     }
+    auto = dict(state.auto)
     for record in records:
         bucket, rid, row = compact(record)
+        if bucket == "i":
+            _merge_auto(auto, row[0], rid, _context(record))
         rows = buckets[bucket]
         old = rows.get(rid)
         if old is None or (old != row and _pack(row) < _pack(old)):
             rows[rid] = row
-    new = UserState(buckets["i"], buckets["d"], buckets["c"])
+    new = UserState(buckets["i"], buckets["d"], buckets["c"], auto)
     until = new.deleted_until
     oldest = now_ms - retention_days * 86_400_000
+    times = [v[0] for v in new.interactions.values()] + [v[0] for v in new.identifies.values()]
+    if until is None and min(times, default=oldest) >= oldest:
+        return new  # nothing to erase
 
     def kept(at: int, is_delete: bool = False) -> bool:
         return at >= oldest and not erased_by_delete(at, is_delete, until)
@@ -151,6 +186,7 @@ def apply(
     new.commands = {
         k: v for k, v in new.commands.items() if not erased_by_delete(v[0], v[1] == "delete", until)
     }
+    new.auto = {k: v for k, v in new.auto.items() if kept(v[0])}
     return new
 
 
@@ -187,7 +223,7 @@ def _breakdown_item(row: list[Any]) -> list[Any]:
     if kind == "page":
         name = page = row[2]
     else:
-        page = _ctx_page(row[7])
+        page = row[7]
         name = (row[4] or row[2]) if kind == "content" else row[2]
     return [row[0], kind, name, page]
 
@@ -239,7 +275,7 @@ def _day_fields(
 
 def _feedback(rows: list[tuple[str, list[Any]]]) -> list[list[Any]]:
     return [
-        [row[0], row[2], row[3], row[4], row[5], row[6], _ctx_page(row[7])]
+        [row[0], row[2], row[3], row[4], row[5], row[6], row[7]]
         for _eid, row in rows
         if row[1] == "feedback"
     ]
@@ -263,10 +299,7 @@ def _header(
     days: list[str],
 ) -> dict[str, Any]:
     properties, company = _identity(state)
-    auto: dict[str, str] = {}
-    for _eid, row in rows:
-        if row[7]:
-            auto.update(row[7])
+    auto = {key: state.auto[key][2] for key in sorted(state.auto)}
     toggles = sorted(
         ((c[0], cid), c[1]) for cid, c in state.commands.items() if c[1] in ("exclude", "include")
     )
@@ -416,7 +449,7 @@ def _engagement(rows: list[tuple[str, list[Any]]], reset_at: int | None) -> list
                 names[-1] if names else None,
                 latest[5],
                 latest[0],
-                _ctx_page(latest[7]),
+                latest[7],
                 len(events),
                 status,
                 steps,
