@@ -19,17 +19,19 @@ local v = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 if v ~= tonumber(ARGV[2]) then return -1 end
 local nset = tonumber(ARGV[3])
 local i = 4
-if nset > 0 then
-  local args = {}
-  for j = i, i + 2 * nset - 1 do args[#args + 1] = ARGV[j] end
-  redis.call('HSET', KEYS[1], unpack(args))
+-- in chunks: Lua's unpack takes a few thousand values at most
+local args = {}
+for j = i, i + 2 * nset - 1 do
+  args[#args + 1] = ARGV[j]
+  if #args == 1000 then redis.call('HSET', KEYS[1], unpack(args)); args = {} end
 end
-i = i + 2 * nset
-if i <= #ARGV then
-  local dels = {}
-  for j = i, #ARGV do dels[#dels + 1] = ARGV[j] end
-  redis.call('HDEL', KEYS[1], unpack(dels))
+if #args > 0 then redis.call('HSET', KEYS[1], unpack(args)) end
+local dels = {}
+for j = i + 2 * nset, #ARGV do
+  dels[#dels + 1] = ARGV[j]
+  if #dels == 1000 then redis.call('HDEL', KEYS[1], unpack(dels)); dels = {} end
 end
+if #dels > 0 then redis.call('HDEL', KEYS[1], unpack(dels)) end
 redis.call('HSET', KEYS[1], ARGV[1], v + 1)
 return v + 1
 """
@@ -45,15 +47,11 @@ for i = 1, #all, 2 do
     out[#out + 1] = all[i + 1]
   end
 end
-if #ARGV > 1 then
-  local names = {}
-  for j = 2, #ARGV do names[#names + 1] = ARGV[j] end
-  local got = redis.call('HMGET', KEYS[1], unpack(names))
-  for j = 1, #names do
-    if got[j] then
-      out[#out + 1] = names[j]
-      out[#out + 1] = got[j]
-    end
+for j = 2, #ARGV do
+  local value = redis.call('HGET', KEYS[1], ARGV[j])
+  if value then
+    out[#out + 1] = ARGV[j]
+    out[#out + 1] = value
   end
 end
 return out

@@ -69,7 +69,7 @@ async def rebuild(
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        max_poll_records=settings.batch_size,
+        max_poll_records=settings.bulk_batch_size,
     )
     await consumer.start()
     progress = Progress(time.monotonic())
@@ -99,7 +99,7 @@ async def rebuild(
                 last_report = time.monotonic()
             if progress.lag == 0:
                 return progress
-            batch = await consumer.getmany(timeout_ms=500, max_records=settings.batch_size)
+            batch = await consumer.getmany(timeout_ms=500, max_records=settings.bulk_batch_size)
             messages = [m for ms in batch.values() for m in ms]
             if not messages:
                 continue

@@ -59,7 +59,7 @@ def build_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=1.0,
         producer_max_request_size=MAX_DELTA_BYTES,
         # take_events can only gather what the stream buffer holds: room for two batches
-        stream_buffer_maxsize=max(4096, 2 * settings.batch_size),
+        stream_buffer_maxsize=max(4096, 2 * settings.batch_size, 2 * settings.bulk_batch_size),
     )
     source = app.topic(*topics.sources, key_type=bytes, value_type=bytes)
     dlq = app.topic(topics.dlq, key_type=bytes, value_type=bytes)
@@ -119,7 +119,7 @@ def build_app(settings: Settings) -> faust.App:
     async def companies(stream: faust.StreamT) -> None:
         client, store = connect()
         async for events in cast(faust.Stream, stream).take_events(
-            settings.batch_size, settings.batch_seconds
+            settings.bulk_batch_size, settings.batch_seconds
         ):
             good, dead = [], []
             for event in events:

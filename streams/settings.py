@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # A killed worker's partitions move to the others after this long without a heartbeat.
     consumer_session_timeout_seconds: float = Field(default=10, ge=6)
     batch_size: int = Field(default=2000, ge=1)
+    # Company steps and replay: a company step costs O(its members) whatever the number of
+    # contributions it applies, so these batches are bigger.
+    bulk_batch_size: int = Field(default=10_000, ge=1)
     batch_seconds: float = Field(default=0.2, gt=0)
     # How often the leader worker evaluates profiles whose segment rules depend on the clock.
     segment_tick_seconds: float = Field(default=1.0, gt=0)
