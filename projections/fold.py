@@ -1,8 +1,9 @@
 """The pure fold: a user's records -> its state -> the fields of its projection (DESIGN.md §3).
 
-No I/O here. The state is the *set* of the user's surviving records in a compact form, so
-folding is a set union: any order, any duplicates, any batching gives the same state, and
-every view is then derived from that state alone.
+No I/O here. The state is the *set* of the user's surviving records in a compact form (plus
+the last writer of each context key), so folding is a set union: any order, any duplicates,
+any batching gives the same state, and every view is then derived from that state alone —
+in full by `project`, or only where added records change it by `project_added`.
 """
 
 from __future__ import annotations
