@@ -152,9 +152,16 @@ def membership_ops(
     old: Membership,
     new: Membership,
     every: list[str] | None = None,
+    *,
+    exact: bool = True,
 ) -> list[IndexOp]:
     """Member and due set moves from `old` to `new`; with `every` (segment ids), assert the
-    entity's place in each of those sets and its due entry whatever `old` says (repairs)."""
+    entity's place in each of those sets and its due entry whatever `old` says (repairs).
+
+    A fold step passes exact=False: its due entry may only come earlier, never later or away,
+    because a company step may just have made the entity due at once (its own step cannot
+    see that company's change); the clock's evaluation, which reads the company, sets it
+    exactly."""
     bucket = keys.index_bucket(entity_id)
     member = keys.id_member(entity_id)
     ops = []
@@ -166,8 +173,8 @@ def membership_ops(
         ops.append(IndexOp(key, None if inside else member, member if inside else None))
     if every is not None or old.due != new.due:
         key = keys.due(namespace, app_id, scope, bucket)
-        if new.due is None:
+        if new.due is not None:
+            ops.append(IndexOp(key, None, member, float(new.due), earlier_only=not exact))
+        elif exact:
             ops.append(IndexOp(key, member, None))
-        else:
-            ops.append(IndexOp(key, None, member, float(new.due)))
     return ops

@@ -316,7 +316,9 @@ def _segments(
     else:
         new = old  # restate: the stored membership is the truth to repeat
     every = [s.id for s in segments] if repair else None
-    return membership_ops(namespace, first.app_id, "user", first.user_id, old, new, every)
+    return membership_ops(
+        namespace, first.app_id, "user", first.user_id, old, new, every, exact=False
+    )
 
 
 async def _again(store: Store, namespace: str, firsts: list[Record], now_ms: int) -> None:
@@ -402,7 +404,7 @@ def _company_segments(
     members = [row[0] for row in projected.get(keys.COMPANY_USERS, [])]
     ns, app_id, company_id = first.namespace, first.app_id, first.company_id
     return membership_ops(
-        ns, app_id, "company", company_id, stored_membership(fields), m
+        ns, app_id, "company", company_id, stored_membership(fields), m, exact=False
     ) + company_change_ops(ns, app_id, registry, old_header, header, members, now_ms)
 
 

@@ -75,6 +75,7 @@ class IndexOp:
     remove: str | None
     add: str | None
     score: float = 0.0
+    earlier_only: bool = False  # an existing entry keeps its score unless this one is lower
 
 
 def version_of(fields: dict[str, bytes]) -> int:
@@ -180,7 +181,7 @@ class RedisStore:
             if op.remove is not None:
                 pipe.zrem(op.key, op.remove)
             if op.add is not None:
-                pipe.zadd(op.key, {op.add: op.score})
+                pipe.zadd(op.key, {op.add: op.score}, lt=op.earlier_only)
         await pipe.execute()
 
     async def version(self, key: str) -> int:
@@ -259,6 +260,8 @@ class MemoryStore:
             if op.remove is not None:
                 members.pop(op.remove, None)
             if op.add is not None:
+                if op.earlier_only and members.get(op.add, op.score) < op.score:
+                    continue
                 members[op.add] = op.score
 
     async def version(self, key: str) -> int:

@@ -23,7 +23,13 @@ from test_fold_properties import NAMES, NOW, URLS, record_sets
 from projections import keys
 from projections.membership import apply_definition, tick
 from projections.reader import Reader
-from projections.step import FoldConfig, Positioned, apply_batch, apply_company_batch
+from projections.step import (
+    DirectSink,
+    FoldConfig,
+    Positioned,
+    apply_batch,
+    apply_company_batch,
+)
 from projections.store import MemoryHashes, MemoryStore
 from schemas.codec import validate
 from schemas.limits import Limits
@@ -345,3 +351,33 @@ def test_a_backfill_killed_midway_is_finished_by_the_redelivered_record() -> Non
     want = sorted(f"u{i:03d}" for i in range(450) if 1 + i % 3 >= 3)
     assert _members(reader, "twice", "user") == want
     assert reader.count_members("app", "twice") == len(want) == 150
+
+
+def test_a_company_made_in_the_same_batch_is_not_postponed_by_its_members_time_rules() -> None:
+    """One replay batch holds a user and the identify that creates its company. The user is
+    evaluated before the company exists; the company step makes it due at once, and the
+    user's own due time (a week away, from a time rule) must not push that back."""
+    store = MemoryStore()
+    gold = {"kind": "property", "source": "company_properties", "key": "tier",
+            "operator": "eq", "value": "gold"}  # fmt: skip
+    recent = {"kind": "time", "field": "last_seen_at", "within_days": 7}
+    for offset, (sid, condition) in enumerate((("gold", gold), ("recent", recent))):
+        definition = {"id": sid, "app_id": "app", "name": sid, "scope": "user",
+                      "rule": {"op": "and", "conditions": [condition]}}  # fmt: skip
+        asyncio.run(
+            apply_definition(store, NS, sid, parse_segment(definition), FENCE, offset, now_ms=NOW)
+        )
+    common = {"app_id": "app", "user_id": "a", "timestamp": NOW - DAY}
+    records = [
+        {**common, "type": "identify", "event_id": "i", "traits": {},
+         "company": {"id": "c1", "traits": {"tier": "gold"}}},
+        {**common, "type": "track", "event_id": "t", "name": NAMES[0]},
+    ]  # fmt: skip
+    batch = [
+        Positioned(validate(r, Limits(), NOW), f"src.{r['type']}", 0, i)
+        for i, r in enumerate(records)
+    ]
+    sink = DirectSink(store, clock=lambda: NOW)
+    asyncio.run(apply_batch(store, sink, NS, batch, now_ms=NOW, config=FoldConfig()))
+    asyncio.run(tick(store, NS, now_ms=NOW))
+    assert Reader(MemoryHashes(store), NS).user("app", "a")["segments"] == ["gold", "recent"]
