@@ -41,6 +41,7 @@ from streams.generate import DAY_MS, generate
 from streams.kafka import client_options, ensure_topics, partitions
 from streams.kafka import delete_groups as kafka_delete_groups
 from streams.publish import PublishReport, send_records
+from streams.redis_clients import async_client, sync_client
 from streams.settings import Settings
 from streams.status import pipeline_status
 from streams.topics import Topics, record_key
@@ -91,10 +92,6 @@ def settings_for(prefix: str, namespace: str = "bench", group: str = "bench") ->
         prefix.startswith("bench") and namespace.startswith("bench") and group.startswith("bench")
     )
     return Settings(topic_prefix=prefix, namespace=namespace, group_id=group)
-
-
-def redis_password(cfg: Settings) -> str | None:
-    return cfg.redis_password.get_secret_value() if cfg.redis_password else None
 
 
 @dataclass
@@ -589,7 +586,7 @@ async def freshness(run: Run, ds: Dataset, namespace: str, rate: float, seconds:
     await ensure_topics(cfg)
     log(f"freshness: {rate:,.0f} events/s for {seconds:g} s into {namespace}")
     procs = start_workers(run, cfg, 1)
-    reader = Reader(redis.Redis.from_url(cfg.redis_url, password=redis_password(cfg)), namespace)
+    reader = Reader(sync_client(cfg), namespace)
     topic = Topics(prefix).for_type("track")
     rng = random.Random(SEED)
     templates = [
@@ -738,7 +735,7 @@ async def cleanup(run: Run, rc: aioredis.Redis) -> None:
 
 async def bench(args: argparse.Namespace) -> tuple[Dataset, Metrics]:
     cfg = settings_for(f"bench.{args.events}.")
-    rc = aioredis.Redis.from_url(cfg.redis_url, password=redis_password(cfg))
+    rc = async_client(cfg)
     run = Run()
     try:
         await preflight(cfg, rc)
@@ -750,7 +747,7 @@ async def bench(args: argparse.Namespace) -> tuple[Dataset, Metrics]:
             metrics |= await pipeline(run, ds, 1, rc)
             one = run.name("w1")
             log(f"reads: {args.reads:,} of each view")
-            client = redis.Redis.from_url(cfg.redis_url, password=redis_password(cfg))
+            client = sync_client(cfg)
             metrics |= reads(Reader(client, one), ds, args.reads)
             metrics |= await namespace_memory(rc, ds, one)
             steady = metrics["pipeline_1w_rate_excl_startup"][0] or metrics["pipeline_1w_rate"][0]

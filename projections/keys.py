@@ -80,6 +80,11 @@ def namespace_pattern(namespace: str) -> str:
     return f"{namespace}:*"
 
 
+def app_pattern(namespace: str, app_id: str) -> str:
+    """Pattern for every key of one app in one physical namespace (a reader's ACL, acl.py)."""
+    return f"{namespace}:{escape(app_id)}:*"
+
+
 @lru_cache(maxsize=65536)  # ids repeat in every batch
 def escape(part: str) -> str:
     """Percent-escape an id so it is one inert key segment."""

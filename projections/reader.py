@@ -48,8 +48,12 @@ class Reader:
         return self._resolver.current()
 
     @classmethod
-    def from_url(cls, url: str, namespace: str = "ps", password: str | None = None) -> Reader:
-        return cls(redis.Redis.from_url(url, password=password), namespace)
+    def from_url(
+        cls, url: str, namespace: str = "ps", password: str | None = None, **options: Any
+    ) -> Reader:
+        """`options` go to redis-py as they are: `username=` (an ACL user), and for a
+        rediss:// URL `ssl_ca_certs=`, `ssl_certfile=`, `ssl_keyfile=`."""
+        return cls(redis.Redis.from_url(url, password=password, **options), namespace)
 
     def _read(
         self, key: str, missing: str, names: Callable[[dict[str, Any]], list[str]]

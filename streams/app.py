@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -22,23 +23,12 @@ from streams.definitions import decode_definition
 from streams.deltas import KafkaSink, decode_delta
 from streams.ingest import dead_letter as dead_letter_value
 from streams.ingest import triage
-from streams.kafka import MAX_DELTA_BYTES
+from streams.kafka import MAX_DELTA_BYTES, faust_credentials
+from streams.redis_clients import async_client
 from streams.settings import Settings
 from streams.topics import Topics
 
 log = logging.getLogger("profiles.worker")
-
-
-def _credentials(settings: Settings) -> Any:
-    if settings.kafka_sasl_mechanism:
-        password = settings.kafka_sasl_password
-        return faust.SASLCredentials(
-            username=settings.kafka_sasl_username,
-            password=password.get_secret_value() if password else None,
-            mechanism=settings.kafka_sasl_mechanism,
-            ssl_context=None,
-        )
-    return None
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -46,7 +36,7 @@ def build_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.group_id,
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
-        broker_credentials=_credentials(settings),
+        broker_credentials=faust_credentials(settings),
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
@@ -58,20 +48,20 @@ def build_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.consumer_session_timeout_seconds,
         broker_heartbeat_interval=1.0,
         producer_max_request_size=MAX_DELTA_BYTES,
-        # take_events can only gather what the stream buffer holds: room for two batches
-        stream_buffer_maxsize=max(4096, 2 * settings.batch_size, 2 * settings.bulk_batch_size),
+        # take_events can only gather what the stream buffer holds: room for two batches. It
+        # is also what bounds memory under a flood: a full buffer pauses fetching, and the
+        # backlog waits in Kafka.
+        stream_buffer_maxsize=2 * max(settings.batch_size, settings.bulk_batch_size),
     )
     source = app.topic(*topics.sources, key_type=bytes, value_type=bytes)
     dlq = app.topic(topics.dlq, key_type=bytes, value_type=bytes)
     deltas = app.topic(topics.company_deltas, key_type=bytes, value_type=bytes)
     config = FoldConfig(gap_ms=settings.gap_ms, retention_days=settings.retention_days)
     limits = settings.limits
-    password = settings.redis_password.get_secret_value() if settings.redis_password else None
-
     sink = KafkaSink(deltas)
 
     def connect() -> tuple[Any, RedisStore]:
-        client = aioredis.Redis.from_url(settings.redis_url, password=password)
+        client = async_client(settings)
         return client, RedisStore(client)
 
     async def dead_letter(dead: list[tuple[Any, bytes]], total: int) -> None:
@@ -90,16 +80,26 @@ def build_app(settings: Settings) -> faust.App:
                 log.error("redis unavailable (%s); retrying the batch in 1 s", exc)
                 await asyncio.sleep(1)
 
+    async def targets(client: Any) -> list[str]:
+        try:
+            return (await namespaces.read_live(client, settings.namespace)).targets
+        except namespaces.ProjectionsLost as exc:
+            # Writing on would build views from the records after the committed offsets only.
+            # Nothing of this batch is acked: stop as a kill would, and say how to rebuild.
+            log.critical("%s", exc)
+            logging.shutdown()
+            os._exit(exc.exit_code)
+
     async def fold_users(client: Any, store: RedisStore, good: list[Any], now_ms: int) -> None:
         # While a replay builds the next namespace, the live worker writes both.
-        for namespace in (await namespaces.read(client, settings.namespace)).targets:
+        for namespace in await targets(client):
             await apply_batch(store, sink, namespace, good, now_ms=now_ms, config=config)
 
     async def fold_companies(client: Any, store: RedisStore, good: list[Any]) -> None:
         # Contributions to a namespace that is gone (replaced by a replay) are dropped.
-        targets = (await namespaces.read(client, settings.namespace)).targets
+        live = await targets(client)
         now_ms = int(time.time() * 1000)
-        await apply_company_batch(store, [c for c in good if c.namespace in targets], now_ms=now_ms)
+        await apply_company_batch(store, [c for c in good if c.namespace in live], now_ms=now_ms)
 
     # concurrency=1: faust-streaming can commit past an unfinished message otherwise (#606).
     @app.agent(source, concurrency=1)
@@ -136,7 +136,7 @@ def build_app(settings: Settings) -> faust.App:
     async def define(
         client: Any, store: RedisStore, sid: str, seg: Any, fence: str, offset: int
     ) -> None:
-        for namespace in (await namespaces.read(client, settings.namespace)).targets:
+        for namespace in await targets(client):
             now_ms = int(time.time() * 1000)
             await apply_definition(store, namespace, sid, seg, fence, offset, now_ms=now_ms)
 
@@ -162,7 +162,7 @@ def build_app(settings: Settings) -> faust.App:
         # Rules that change with the clock (and members of a changed company) come due here.
         client, store = clock_connection
         try:
-            for namespace in (await namespaces.read(client, settings.namespace)).targets:
+            for namespace in await targets(client):
                 await tick(store, namespace, now_ms=int(time.time() * 1000))
         except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
             log.error("redis unavailable for the segment clock (%s)", exc)

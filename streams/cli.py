@@ -18,9 +18,12 @@ from pydantic import ValidationError
 
 from projections.reader import NotFound, Reader
 from schemas.timefmt import parse_day
+from streams.kafka import LOGIN_REFUSALS, BootstrapFailures, KafkaSecurityError
 from streams.settings import Settings
 
 EXIT_NOT_FOUND = 3
+# Why aiokafka could not reach a bootstrap server, said in one line by run().
+kafka_bootstrap = BootstrapFailures()
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -33,12 +36,15 @@ def settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
+        if not first["loc"]:  # a rule across settings, whose message names them
+            fail(f"bad settings: {first['msg'].removeprefix('Value error, ')}", 2)
         fail(f"bad setting PROFILES_{str(first['loc'][0]).upper()}: {first['msg']}", 2)
 
 
 def reader(cfg: Settings) -> Reader:
-    password = cfg.redis_password.get_secret_value() if cfg.redis_password else None
-    return Reader.from_url(cfg.redis_url, namespace=cfg.namespace, password=password)
+    from streams.redis_clients import sync_client
+
+    return Reader(sync_client(cfg), cfg.namespace)
 
 
 def day_option(name: str) -> Callable[[Any], Any]:
@@ -79,11 +85,19 @@ def worker(loglevel: str) -> None:
     """Run the stream processor (one per core; more join the consumer group)."""
     import faust
 
+    from projections.namespaces import ProjectionsLost
     from streams.app import build_app
     from streams.kafka import ensure_topics
+    from streams.startup import claim_projections
 
     cfg = settings()
-    asyncio.run(ensure_topics(cfg))
+    asyncio.run(ensure_topics(cfg))  # a refused login stops here, in one line
+    # From here on Faust's own connection failures stay in the worker's log.
+    logging.getLogger("aiokafka").removeFilter(kafka_bootstrap)
+    try:
+        asyncio.run(claim_projections(cfg))
+    except ProjectionsLost as exc:
+        fail(str(exc), exc.exit_code)
     app = build_app(cfg)
     faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
@@ -729,12 +743,11 @@ def replay_command(
 ) -> None:
     """Rebuild every view from Kafka into a fresh namespace while the live worker serves,
     then flip readers and the worker to it. Run it again to resume an interrupted replay."""
-    import redis.asyncio as aioredis
-
     from replay.flip import ReplayError, replay
     from replay.verify import verify as verify_views
     from schemas.timefmt import parse_timestamp
     from streams.kafka import ensure_topics
+    from streams.redis_clients import async_client, sync_client
 
     cfg = settings()
     if from_beginning and since:
@@ -745,16 +758,13 @@ def replay_command(
             since_ms = parse_timestamp(int(since) if since.isdigit() else since)
         except ValueError as exc:
             fail(f"--since: {exc}", 2)
-    password = cfg.redis_password.get_secret_value() if cfg.redis_password else None
 
     async def go() -> Any:
         await ensure_topics(cfg)
-        client = aioredis.Redis.from_url(cfg.redis_url, password=password)
+        client = async_client(cfg)
         try:
             if verify:
-                return await verify_views(
-                    cfg, client, redis.Redis.from_url(cfg.redis_url, password=password)
-                )
+                return await verify_views(cfg, client, sync_client(cfg))
             return await replay(cfg, client, since_ms=since_ms, namespace=target)
         finally:
             await client.aclose()
@@ -809,18 +819,16 @@ def purge_command(app_id: str, user_ids: tuple[str, ...], dry_run: bool, as_json
     rewritten through the staging topic <prefix>purge-staging: surviving records are staged,
     the partition is truncated at the end offset sampled at start, and the staged records are
     produced again in order. An interrupted purge is finished by the next one."""
-    import redis.asyncio as aioredis
-
     from replay.purge import PurgeError, purge
+    from streams.redis_clients import async_client
 
     cfg = settings()
-    password = cfg.redis_password.get_secret_value() if cfg.redis_password else None
 
     def report(line: str) -> None:
         click.echo(line, err=True)
 
     async def go() -> Any:
-        client = aioredis.Redis.from_url(cfg.redis_url, password=password)
+        client = async_client(cfg)
         try:
             return await purge(cfg, client, app_id, user_ids, dry_run=dry_run, report=report)
         finally:
@@ -845,13 +853,90 @@ def purge_command(app_id: str, user_ids: tuple[str, ...], dry_run: bool, as_json
         sys.exit(1)
 
 
+# ---- Redis access ----------------------------------------------------------------------------
+
+
+@main.group()
+def acl() -> None:
+    """Redis ACL roles: print the `ACL SETUSER` line of a role, for redis-cli.
+
+    The password is read from stdin (first line; prompted on a terminal) and printed only as
+    its SHA-256: `printf %s "$PW" | profiles acl reader APP | redis-cli`."""
+
+
+def _acl_password() -> str:
+    import getpass
+
+    if sys.stdin.isatty():
+        return getpass.getpass("password of the role: ")
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _acl_line(user: str, rules: Callable[[], list[str]]) -> None:
+    from projections.acl import setuser
+
+    try:
+        checked = rules()  # a bad app id or namespace fails before the password is asked
+        click.echo(setuser(user, _acl_password(), checked))
+    except ValueError as exc:
+        fail(str(exc), 2)
+
+
+also_option = click.option(
+    "--also",
+    multiple=True,
+    metavar="NAME",
+    help="another physical namespace to cover (one given to `replay --namespace`)",
+)
+
+
+@acl.command("worker")
+@click.option("--user", help="ACL user name (default: <namespace>-worker)")
+@also_option
+def acl_worker(user: str | None, also: tuple[str, ...]) -> None:
+    """The worker role: every key of the namespace (all apps, every replay generation, the
+    segments registry, the pointer), the commands the worker and operator commands send."""
+    from projections.acl import worker_rules
+
+    cfg = settings()
+    _acl_line(user or f"{cfg.namespace}-worker", lambda: worker_rules(cfg.namespace, also))
+
+
+@acl.command("reader")
+@click.argument("app_id", metavar="APP")
+@click.option("--user", help="ACL user name (default: <namespace>-reader-<APP>)")
+@also_option
+def acl_reader(app_id: str, user: str | None, also: tuple[str, ...]) -> None:
+    """The reader role of one app: read-only commands on APP's keys (every replay generation)
+    and the namespace pointer; nothing of other apps, no writes."""
+    from projections.acl import reader_rules
+
+    cfg = settings()
+    name = user or f"{cfg.namespace}-reader-{app_id}"
+    _acl_line(name, lambda: reader_rules(cfg.namespace, app_id, also))
+
+
 def run() -> None:
     """Entry point: known failures are one line and a non-zero exit, never a traceback."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.ERROR)  # retries it recovers from itself
+    logging.getLogger("aiokafka").addFilter(kafka_bootstrap)
     try:
         main(standalone_mode=True)
-    except (redis.ConnectionError, KafkaConnectionError) as exc:
+    except KafkaConnectionError as exc:
+        if kafka_bootstrap.last is None:
+            fail(f"cannot reach a service: {exc}", 2)
+        server, why = kafka_bootstrap.last
+        if isinstance(why, LOGIN_REFUSALS):
+            fail(f"kafka refused the login: {why}", 2)
+        fail(f"cannot reach a service: kafka at {server}: {why}", 2)
+    except KafkaSecurityError as exc:
+        fail(f"kafka: {exc}", 2)
+    except redis.AuthenticationError as exc:  # a ConnectionError, but retrying will not help
+        fail(f"redis refused the credentials (PROFILES_REDIS_USERNAME/PASSWORD): {exc}", 2)
+    except redis.exceptions.NoPermissionError as exc:
+        fail(f"redis: the ACL user may not do this: {exc}", 2)
+    except redis.ConnectionError as exc:
         fail(f"cannot reach a service: {exc}", 2)
     except KafkaError as exc:
         fail(f"kafka: {exc}", 2)

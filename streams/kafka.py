@@ -3,16 +3,56 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import ssl
 from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import GroupIdNotFound, TopicAlreadyExistsError
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    GroupIdNotFound,
+    IllegalSaslStateError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    UnsupportedSaslMechanismError,
+)
 from aiokafka.protocol.admin import DeleteGroupsRequest
 
 from streams.settings import Settings
 from streams.topics import Topics
+
+
+class KafkaSecurityError(Exception):
+    """The TLS files of the Kafka settings cannot be used."""
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context of SSL and SASL_SSL (None for the other protocols): it verifies the
+    broker against KAFKA_SSL_CAFILE, else the system's CAs, and presents KAFKA_SSL_CERTFILE
+    (with KAFKA_SSL_KEYFILE) when the broker asks for a client certificate."""
+    if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    try:
+        context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+        if settings.kafka_ssl_certfile:
+            context.load_cert_chain(settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile)
+    except (OSError, ssl.SSLError) as exc:  # ssl.SSLError is an OSError; both say which
+        raise KafkaSecurityError(f"cannot use the Kafka TLS files: {exc}") from None
+    return context
+
+
+def _sasl(settings: Settings) -> tuple[str, str, str] | None:
+    """(mechanism, username, password) for SASL_PLAINTEXT and SASL_SSL, else None."""
+    if not settings.kafka_security_protocol.startswith("SASL_"):
+        return None
+    password = settings.kafka_sasl_password
+    return (
+        settings.kafka_sasl_mechanism or "",
+        settings.kafka_sasl_username or "",
+        password.get_secret_value() if password else "",
+    )
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
@@ -21,14 +61,59 @@ def client_options(settings: Settings) -> dict[str, Any]:
         "bootstrap_servers": settings.kafka_bootstrap,
         "security_protocol": settings.kafka_security_protocol,
     }
-    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        opts["ssl_context"] = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
-    if settings.kafka_sasl_mechanism:
-        opts["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        opts["sasl_plain_username"] = settings.kafka_sasl_username
-        password = settings.kafka_sasl_password
-        opts["sasl_plain_password"] = password.get_secret_value() if password else None
+    context = ssl_context(settings)
+    if context is not None:
+        opts["ssl_context"] = context
+    sasl = _sasl(settings)
+    if sasl is not None:
+        opts["sasl_mechanism"], opts["sasl_plain_username"], opts["sasl_plain_password"] = sasl
     return opts
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """The same security options as `client_options`, as Faust's `broker_credentials`."""
+    # Imported here: only the worker needs Faust, the other commands start faster without it.
+    from faust.auth import SASLCredentials, SSLCredentials
+
+    context = ssl_context(settings)
+    sasl = _sasl(settings)
+    if sasl is not None:  # with a context Faust speaks SASL_SSL, without it SASL_PLAINTEXT
+        mechanism, username, password = sasl
+        return SASLCredentials(
+            username=username, password=password, mechanism=mechanism, ssl_context=context
+        )
+    if context is not None:
+        return SSLCredentials(context)
+    return None
+
+
+# What a broker answers when it does not accept our SASL login.
+LOGIN_REFUSALS = (
+    SaslAuthenticationFailed,
+    AuthenticationFailedError,
+    UnsupportedSaslMechanismError,
+    IllegalSaslStateError,
+)
+
+
+class BootstrapFailures(logging.Filter):
+    """aiokafka logs why a bootstrap server could not be used (a refused login, a TLS failure,
+    a refused connection) and then raises only "Unable to bootstrap". Added to the `aiokafka`
+    logger, this keeps the reason and drops its log line, so the CLI can say it in one line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: tuple[str, BaseException] | None = None  # (host:port, why)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        # aiokafka's AIOKafkaClient.bootstrap: 'Unable connect to "%s:%s": %s'
+        if str(record.msg).startswith('Unable connect to "') and len(args) == 3:
+            host, port, why = args
+            if isinstance(why, BaseException):
+                self.last = (f"{host}:{port}", why)
+                return False
+        return True
 
 
 # A company contribution carries a user's per-day figures for the whole retention: allow
@@ -79,6 +164,19 @@ async def partitions(settings: Settings, names: list[str]) -> list[TopicPartitio
         await admin.close()
     found = {d["topic"]: sorted(p["partition"] for p in d["partitions"]) for d in described}
     return [TopicPartition(t, p) for t in wanted for p in found.get(t, [])]
+
+
+async def committed_offsets(settings: Settings, group: str) -> dict[TopicPartition, int]:
+    """The group's committed offsets (empty for a group that has committed nothing yet)."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        found = await admin.list_consumer_group_offsets(group)
+    except KafkaError:  # the group does not exist yet
+        found = {}
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in found.items() if meta is not None and meta.offset >= 0}
 
 
 async def delete_groups(settings: Settings, groups: list[str]) -> list[str]:

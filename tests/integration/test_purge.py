@@ -14,7 +14,7 @@ from typing import Any
 import msgpack
 import pytest
 from aiokafka import AIOKafkaProducer
-from conftest import PROFILES
+from pipelinekit import PROFILES
 
 from replay.purge import Kafka, erased_record
 from schemas.timefmt import parse_timestamp

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis
 from compare import compare_companies, compare_users
-from conftest import PROFILES
+from pipelinekit import PROFILES
 
 from projections import keys, namespaces
 from projections.fold import decode_field, encode_field

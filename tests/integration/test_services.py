@@ -10,7 +10,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
-from conftest import ROOT
+from pipelinekit import ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
-"""End to end on real Kafka and Redis: every user's CLI JSON equals the batch computation,
-also when the worker is killed with SIGKILL in the middle of ingest."""
+"""End to end on real Kafka and Redis: every user's CLI JSON equals the batch computation.
+(Kills, restarts and rebalances mid-stream are in tests/faults.)"""
 
 from __future__ import annotations
 
@@ -32,12 +32,3 @@ def test_every_user_equals_the_batch_computation(pipeline: Any) -> None:
     missing = pipeline.cli("user", records[0]["app_id"], "no-such-user")
     assert missing.exit_code == 3
     assert missing.stderr.count("\n") == 1 and "not found" in missing.stderr
-
-
-def test_sigkill_during_ingest_loses_and_doubles_nothing(pipeline: Any) -> None:
-    records, now_ms = dataset(seed=11)
-    lag_at_kill = pipeline.ingest_with_kills(records, kills=3, seed=3)
-    status = pipeline.wait_idle()
-    assert all(lag > 0 for lag in lag_at_kill), f"a kill came after the ingest: {lag_at_kill}"
-    assert status["groups"][0]["processed"] == len(records)
-    assert compare_users(pipeline, records, now_ms) >= 200

@@ -1,0 +1,136 @@
+"""An isolated pipeline on real services, driven through its real CLI and worker processes:
+its own topic prefix, namespace and consumer group. Used by tests/integration and tests/faults."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from streams.cli import main
+from streams.settings import Settings
+from streams.status import pipeline_status
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILES = str(Path(sys.executable).with_name("profiles"))
+
+
+class Pipeline:
+    """One isolated pipeline on the shared services, driven through its real CLI."""
+
+    def __init__(self, tmp: Path, services: dict[str, str] | None = None) -> None:
+        tag = uuid.uuid4().hex[:10]
+        self.tmp = tmp
+        self.env = {
+            **os.environ,
+            **(services or {}),  # where Kafka and Redis are, when not the shared ones
+            "PROFILES_TOPIC_PREFIX": f"t{tag}.",
+            "PROFILES_NAMESPACE": f"t{tag}",
+            "PROFILES_GROUP_ID": f"g{tag}",
+            "PROFILES_DATADIR": str(tmp / "faust"),
+            "PROFILES_PARTITIONS": "4",
+        }
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def settings(self) -> Settings:
+        keys = {
+            k[len("PROFILES_") :].lower(): v
+            for k, v in self.env.items()
+            if k.startswith("PROFILES_")
+        }
+        return Settings(**keys)
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        log = open(self.tmp / f"worker-{len(self.workers)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [PROFILES, "worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp
+        )
+        self.workers.append(proc)
+        return proc
+
+    def kill(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+
+    def cli(self, *args: str) -> Any:
+        """Run a `profiles` command in-process (the real CLI code) with this pipeline's env."""
+        result = CliRunner().invoke(main, list(args), env=self.env, catch_exceptions=False)
+        return result
+
+    def cli_json(self, *args: str) -> Any:
+        result = self.cli(*args, "--json")
+        if result.exit_code != 0:
+            return ("exit", result.exit_code)
+        return json.loads(result.stdout)
+
+    def publish_file(self, records: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
+        path = self.tmp / f"publish-{uuid.uuid4().hex[:6]}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        return subprocess.run(
+            [PROFILES, "publish", str(path)],
+            env=self.env,
+            text=True,
+            capture_output=True,
+            timeout=300,
+        )
+
+    def status(self) -> dict[str, Any]:
+        return asyncio.run(pipeline_status(self.settings))
+
+    def wait_idle(self, timeout: float = 240) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status()
+            if status["lag"] == 0 and status["groups"][0]["processed"] > 0:
+                return status
+            for proc in self.workers:
+                if proc.poll() is not None and proc.returncode not in (-9, -15):
+                    raise AssertionError(f"worker exited with {proc.returncode}")
+            assert time.monotonic() < deadline, f"still lagging: {status['lag']}"
+            time.sleep(0.5)
+
+    def wait_processed(self, count: int, timeout: float = 120) -> int:
+        """Wait until the workers have processed at least `count` records; returns the lag."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status()
+            if status["groups"][0]["processed"] >= count:
+                return int(status["lag"])
+            assert time.monotonic() < deadline, f"no progress past {count}: {status['lag']}"
+            time.sleep(0.2)
+
+    def ingest_with_kills(self, records: list[dict[str, Any]], kills: int, seed: int) -> list[int]:
+        """Publish in the background while SIGKILLing the worker `kills` times, each at a
+        random moment after it made progress; returns the lag at each kill."""
+        rng = random.Random(seed)
+        worker = self.start_worker()
+        publisher = threading.Thread(target=self.publish_file, args=(records,))
+        publisher.start()
+        lag_at_kill, processed = [], 0
+        for _ in range(kills):
+            self.wait_processed(processed + 1)
+            time.sleep(rng.uniform(0.0, 1.0))  # then a random moment inside the ingest
+            self.kill(worker)
+            status = self.status()
+            processed = status["groups"][0]["processed"]
+            lag_at_kill.append(status["lag"])
+            worker = self.start_worker()
+        publisher.join()
+        return lag_at_kill
+
+    def stop(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                self.kill(proc, signal.SIGTERM)
