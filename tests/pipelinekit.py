@@ -16,11 +16,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import msgpack
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from click.testing import CliRunner
 
 from streams.cli import main
+from streams.kafka import client_options, ensure_topics
+from streams.redis_clients import sync_client
 from streams.settings import Settings
 from streams.status import pipeline_status
+from streams.topics import Topics
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = str(Path(sys.executable).with_name("profiles"))
@@ -130,7 +135,60 @@ class Pipeline:
         publisher.join()
         return lag_at_kill
 
+    def produce(self, items: list[tuple[str, bytes | None, bytes]]) -> float:
+        """Produce raw (topic, key, value) records in order, as fast as Kafka takes them;
+        returns the seconds it took."""
+        return asyncio.run(_produce(self.settings, items))
+
+    def redis(self) -> Any:
+        """A client of the pipeline's Redis."""
+        return sync_client(self.settings)
+
+    def dead_letters(self, count: int, timeout: float = 60) -> list[dict[str, Any]]:
+        """The first `count` letters of the DLQ topic, decoded."""
+        return asyncio.run(_read_dlq(self.settings, count, timeout))
+
     def stop(self) -> None:
         for proc in self.workers:
             if proc.poll() is None:
                 self.kill(proc, signal.SIGTERM)
+
+
+async def _read_dlq(settings: Settings, count: int, timeout: float) -> list[dict[str, Any]]:
+    consumer = AIOKafkaConsumer(
+        Topics(settings.topic_prefix).dlq,
+        **client_options(settings),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    out: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(out) < count and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for messages in batch.values():
+                out += [msgpack.unpackb(m.value, raw=False) for m in messages]
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def _produce(settings: Settings, items: list[tuple[str, bytes | None, bytes]]) -> float:
+    await ensure_topics(settings)
+    producer = AIOKafkaProducer(
+        **client_options(settings),
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=1 << 20,
+    )
+    await producer.start()
+    try:
+        started = time.monotonic()
+        for i in range(0, len(items), 2000):
+            sent = [await producer.send(t, v, key=k) for t, k, v in items[i : i + 2000]]
+            await asyncio.gather(*sent)
+        return time.monotonic() - started
+    finally:
+        await producer.stop()

@@ -3,7 +3,6 @@ fetching while its buffers are full and the backlog waits in Kafka), and nothing
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from pathlib import Path
@@ -11,11 +10,9 @@ from typing import Any
 
 import msgpack
 import pytest
-from aiokafka import AIOKafkaProducer
 from compare import compare_users
 
 from streams.generate import generate
-from streams.kafka import client_options, ensure_topics
 from streams.topics import Topics, record_key
 
 pytestmark = pytest.mark.integration
@@ -42,29 +39,12 @@ class Sampler(threading.Thread):
             self.peak = max(self.peak, rss_mb(self.pid))
 
 
-async def flood(settings: Any, records: list[dict[str, Any]]) -> float:
-    """Produce every record as fast as Kafka takes them; returns the seconds it took."""
+def raw(settings: Any, records: list[dict[str, Any]]) -> list[tuple[str, bytes, bytes]]:
     topics = Topics(settings.topic_prefix)
-    producer = AIOKafkaProducer(
-        **client_options(settings),
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=5,
-        max_batch_size=1 << 20,
-    )
-    values = [
+    return [
         (topics.for_type(r["type"]), record_key(r["app_id"], r["user_id"]), msgpack.packb(r))
         for r in records
     ]
-    await producer.start()
-    try:
-        started = time.monotonic()
-        for i in range(0, len(values), 2000):
-            sent = [await producer.send(t, v, key=k) for t, k, v in values[i : i + 2000]]
-            await asyncio.gather(*sent)
-        return time.monotonic() - started
-    finally:
-        await producer.stop()
 
 
 def test_a_flood_leaves_the_worker_bounded_and_loses_nothing(pipeline: Any) -> None:
@@ -76,17 +56,16 @@ def test_a_flood_leaves_the_worker_bounded_and_loses_nothing(pipeline: Any) -> N
     volume_mb = sum(len(msgpack.packb(r)) for r in records) / 2**20
     # Small batches, so the worker's buffers (two batches a stream) are far below the flood.
     pipeline.env |= {"PROFILES_BATCH_SIZE": "500", "PROFILES_BULK_BATCH_SIZE": "1000"}
-    asyncio.run(ensure_topics(pipeline.settings))
 
     worker = pipeline.start_worker()
     warmup = records[:500]
-    asyncio.run(flood(pipeline.settings, warmup))
+    pipeline.produce(raw(pipeline.settings, warmup))
     pipeline.wait_idle()
     baseline = rss_mb(worker.pid)
 
     sampler = Sampler(worker.pid)
     sampler.start()
-    seconds = asyncio.run(flood(pipeline.settings, records[500:]))
+    seconds = pipeline.produce(raw(pipeline.settings, records[500:]))
     lag_after_flood = pipeline.status()["lag"]
     started = time.monotonic()
     status = pipeline.wait_idle(timeout=600)

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from streams.kafka import client_options, ensure_topics
 from streams.topics import Topics, record_key
@@ -107,32 +107,12 @@ async def produce(settings: Any) -> tuple[dict[tuple[str, int, int], str], int]:
     return where, good
 
 
-async def read_dlq(settings: Any, count: int) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(
-        Topics(settings.topic_prefix).dlq,
-        **client_options(settings),
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    out: list[dict[str, Any]] = []
-    try:
-        deadline = time.monotonic() + 60
-        while len(out) < count and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=1000)
-            for messages in batch.values():
-                out += [msgpack.unpackb(m.value, raw=False) for m in messages]
-    finally:
-        await consumer.stop()
-    return out
-
-
 def test_every_bad_record_is_dead_lettered_and_every_good_one_lands(pipeline: Any) -> None:
     worker = pipeline.start_worker()
     where, good = asyncio.run(produce(pipeline.settings))
     status = pipeline.wait_idle()
 
-    letters = asyncio.run(read_dlq(pipeline.settings, len(BAD)))
+    letters = pipeline.dead_letters(len(BAD))
     assert status["dlq"] == len(BAD) == len(letters)
     originals = {(t, p, o): v for (t, p, o), v in zip(where, [b[2] for b in BAD], strict=True)}
     for letter in letters:
