@@ -7,10 +7,13 @@ stale writer — a zombie after a rebalance — can never overwrite a newer step
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from projections import keys
 
@@ -56,6 +59,10 @@ for j = 2, #ARGV do
 end
 return out
 """
+
+
+# Concurrent script calls on a cluster: below redis-py's default of 100 connections a node.
+_CLUSTER_CALLS = 100
 
 
 @dataclass(frozen=True)
@@ -139,6 +146,23 @@ class RedisStore:
         self._client = client
         self._apply = client.register_script(_APPLY)
         self._load_without = client.register_script(_LOAD_WITHOUT)
+        # A cluster pipeline refuses scripts: there, the calls go out concurrently instead.
+        self._cluster = isinstance(client, AsyncRedisCluster)
+
+    async def _run(self, script: Any, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """One script call per (key, args), in one round trip (concurrent calls on a cluster)."""
+        if self._cluster:
+            await self._client.initialize()  # a no-op once it knows the nodes
+            out: list[Any] = []
+            # redis-py fails a call rather than wait when a node's connections are all busy
+            for i in range(0, len(calls), _CLUSTER_CALLS):
+                chunk = calls[i : i + _CLUSTER_CALLS]
+                out += await asyncio.gather(*(script(keys=[k], args=a) for k, a in chunk))
+            return out
+        pipe = self._client.pipeline(transaction=False)
+        for key, args in calls:
+            await script(keys=[key], args=args, client=pipe)
+        return list(await pipe.execute())
 
     async def load(self, entity_keys: list[str]) -> list[dict[str, bytes]]:
         if not entity_keys:
@@ -154,26 +178,23 @@ class RedisStore:
     ) -> list[dict[str, bytes]]:
         if not entity_keys:
             return []
-        pipe = self._client.pipeline(transaction=False)
-        for key, names in zip(entity_keys, wanted, strict=True):
-            await self._load_without(keys=[key], args=[skip, *names], client=pipe)
+        calls = [(k, [skip, *names]) for k, names in zip(entity_keys, wanted, strict=True)]
         out = []
-        for flat in await pipe.execute():
+        for flat in await self._run(self._load_without, calls):
             out.append({flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)})
         return out
 
     async def commit(self, writes: list[Write]) -> list[bool]:
         if not writes:
             return []
-        pipe = self._client.pipeline(transaction=False)
+        calls = []
         for w in writes:
             args: list[Any] = [keys.VERSION, w.expected_version, len(w.to_set)]
             for name, value in w.to_set.items():
                 args += [name, value]
             args += w.to_delete
-            await self._apply(keys=[w.key], args=args, client=pipe)
-        results = await pipe.execute()
-        return [r != -1 for r in results]
+            calls.append((w.key, args))
+        return [r != -1 for r in await self._run(self._apply, calls)]
 
     async def index(self, ops: list[IndexOp]) -> None:
         pipe = self._client.pipeline(transaction=False)
@@ -214,10 +235,8 @@ class RedisStore:
         await self._client.hset(key, mapping=fields)
 
     async def drop(self, drop_keys: list[str]) -> None:
-        pipe = self._client.pipeline(transaction=False)
-        for key in drop_keys:
-            pipe.unlink(key)
-        await pipe.execute()
+        for i in range(0, len(drop_keys), 1000):  # a cluster client splits it by slot
+            await self._client.unlink(*drop_keys[i : i + 1000])
 
 
 class MemoryStore:

@@ -1,5 +1,5 @@
-"""Redis clients built from the settings: the one place the URL, ACL user, password and TLS
-files turn into connection options (sync for readers and the CLI, asyncio for the worker)."""
+"""Redis clients built from the settings: the one place the URL, ACL user, password, TLS
+files and cluster mode turn into clients (sync for readers and the CLI, asyncio for the worker)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.cluster
+import redis.cluster
 
 from streams.settings import Settings
 
@@ -31,9 +33,17 @@ def options(settings: Settings) -> dict[str, Any]:
     return out
 
 
-def sync_client(settings: Settings) -> redis.Redis:
+def sync_client(settings: Settings) -> Any:
+    """redis.Redis, or redis.cluster.RedisCluster with PROFILES_REDIS_CLUSTER."""
+    if settings.redis_cluster:
+        return redis.cluster.RedisCluster.from_url(settings.redis_url, **options(settings))
     return redis.Redis.from_url(settings.redis_url, **options(settings))
 
 
-def async_client(settings: Settings) -> aioredis.Redis:
+def async_client(settings: Settings) -> Any:
+    """redis.asyncio.Redis, or redis.asyncio.cluster.RedisCluster with PROFILES_REDIS_CLUSTER.
+    (A cluster client finds its nodes on first use; RedisStore initializes it before it sends
+    concurrent calls, which an uninitialized one does not survive.)"""
+    if settings.redis_cluster:
+        return aioredis.cluster.RedisCluster.from_url(settings.redis_url, **options(settings))
     return aioredis.Redis.from_url(settings.redis_url, **options(settings))

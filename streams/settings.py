@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: str | None = None  # PEM private key, unencrypted
 
     redis_url: str = "redis://127.0.0.1:6379/0"  # rediss://... for TLS
+    # The URL names any node of a Redis Cluster (db 0); the client finds the others.
+    redis_cluster: bool = False
     redis_username: str | None = None  # an ACL user (README, "Redis access")
     redis_password: SecretStr | None = None
     redis_tls_ca_file: str | None = None  # CA bundle that signed the server's certificate

@@ -19,7 +19,23 @@ def period_of(records: list[dict[str, Any]]) -> tuple[str, str]:
     return days[len(days) // 3], days[2 * len(days) // 3]
 
 
-def compare_users(pipeline: Any, records: list[dict[str, Any]], now_ms: int, every: int = 1) -> int:
+Segments = dict[tuple[str, str], list[str]]  # (scope, entity id) -> member segment ids
+
+
+def _with_segments(view: Any, scope: str, entity: str, segments: Segments | None) -> Any:
+    """The reference knows no segment definitions: put in the expected memberships."""
+    if segments is None or not isinstance(view, dict):
+        return view
+    return {**view, "segments": segments.get((scope, entity), [])}
+
+
+def compare_users(
+    pipeline: Any,
+    records: list[dict[str, Any]],
+    now_ms: int,
+    every: int = 1,
+    segments: Segments | None = None,
+) -> int:
     """All user views of every user (of every `every`-th); returns how many were compared."""
     existing = sorted(ref.user_ids(records, now_ms=now_ms))
     users = existing[::every]
@@ -37,8 +53,15 @@ def compare_users(pipeline: Any, records: list[dict[str, Any]], now_ms: int, eve
         mine = by_user[(app, user)] + [r for r in shared if r["user_id"] != user]
         period = {"frm": frm, "to": to}
         expected = {
-            "user": ref.user_view(mine, app, user, now_ms=now_ms),
-            "user-period": ref.user_view(mine, app, user, now_ms=now_ms, search="e", **period),
+            "user": _with_segments(
+                ref.user_view(mine, app, user, now_ms=now_ms), "user", user, segments
+            ),
+            "user-period": _with_segments(
+                ref.user_view(mine, app, user, now_ms=now_ms, search="e", **period),
+                "user",
+                user,
+                segments,
+            ),
             "sessions": ref.sessions_view(mine, app, user, now_ms=now_ms),
             "sessions-period": ref.sessions_view(mine, app, user, now_ms=now_ms, limit=3, **period),
             "sentiment": ref.sentiment_view(mine, app, user, now_ms=now_ms),
@@ -65,16 +88,26 @@ def compare_users(pipeline: Any, records: list[dict[str, Any]], now_ms: int, eve
     return len(users)
 
 
-def compare_companies(pipeline: Any, records: list[dict[str, Any]], now_ms: int) -> int:
+def compare_companies(
+    pipeline: Any, records: list[dict[str, Any]], now_ms: int, segments: Segments | None = None
+) -> int:
     """Company, company users and the app users list; returns how many companies."""
     companies = sorted(ref.company_ids(records, now_ms=now_ms))
     frm, to = period_of(records)
     mismatches = []
     for app, company in companies:
         expected = {
-            "company": ref.company_view(records, app, company, now_ms=now_ms),
-            "company-period": ref.company_view(
-                records, app, company, now_ms=now_ms, frm=frm, to=to, search="a"
+            "company": _with_segments(
+                ref.company_view(records, app, company, now_ms=now_ms),
+                "company",
+                company,
+                segments,
+            ),
+            "company-period": _with_segments(
+                ref.company_view(records, app, company, now_ms=now_ms, frm=frm, to=to, search="a"),
+                "company",
+                company,
+                segments,
             ),
             "users": ref.company_users_view(records, app, company, now_ms=now_ms),
         }

@@ -13,7 +13,13 @@ from streams.generate import generate
 def dataset(seed: int, users: int = 150) -> tuple[list[dict[str, Any]], int]:
     end_ms = int(time.time() * 1000)
     records = generate(
-        users=users, days=21, end_ms=end_ms, seed=seed, duplicates=0.05, shuffle=True
+        users=users,
+        days=21,
+        end_ms=end_ms,
+        seed=seed,
+        commands=True,
+        duplicates=0.05,
+        shuffle=True,
     )
     return records, end_ms
 

@@ -1,0 +1,162 @@
+"""One contract, every backend: the in-memory store, standalone Redis and a 3-master Redis
+Cluster give the same answers to the same store calls (projections/store.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+import redis.asyncio.cluster
+
+from projections import keys
+from projections.store import IndexOp, MemoryStore, RedisStore, Store, Write
+
+pytestmark = pytest.mark.integration
+
+BACKENDS = ["memory", "redis", "cluster"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def contract(body: Callable[[Store, str], Awaitable[None]]) -> Callable[..., None]:
+    """Run `body(store, namespace)` on the backend, on a fresh namespace, then clean up."""
+
+    def test(backend: str, request: pytest.FixtureRequest) -> None:
+        async def go() -> None:
+            ns = f"k{uuid.uuid4().hex[:8]}"
+            if backend == "memory":
+                await body(MemoryStore(), ns)
+                return
+            if backend == "redis":
+                client: Any = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
+            else:
+                client = redis.asyncio.cluster.RedisCluster.from_url(
+                    request.getfixturevalue("cluster_url")
+                )
+            store = RedisStore(client)
+            try:
+                await body(store, ns)
+            finally:
+                found = [k async for k in store.scan(f"{ns}:*")]
+                await store.drop(found)
+                await client.aclose()
+
+        asyncio.run(go())
+
+    test.__name__ = body.__name__
+    test.__doc__ = body.__doc__
+    return test
+
+
+async def collect(items: AsyncIterator[str]) -> list[str]:
+    return [i async for i in items]
+
+
+def users(ns: str, n: int) -> list[str]:
+    # ids that land in every slot of a cluster, including ones that need escaping
+    return [keys.user(ns, "app", f"u{i}:{{x}}*") for i in range(n)]
+
+
+async def _versions(store: Store, ns: str) -> None:
+    """A write applies only at the expected version and bumps it; a stale one changes nothing."""
+    a, b = users(ns, 2)
+    assert await store.load([a, b]) == [{}, {}]
+    assert await store.version(a) == 0
+    assert await store.commit([Write(a, 0, {"h": b"1", "x": b"y"}, []), Write(b, 0, {}, [])])
+    assert await store.version(a) == 1 and await store.version(b) == 1
+    assert await store.commit(
+        [Write(a, 0, {"h": b"stale"}, ["x"]), Write(b, 1, {"z": b""}, [])]
+    ) == [
+        False,
+        True,
+    ]
+    [fa, fb] = await store.load([a, b])
+    assert fa == {"h": b"1", "x": b"y", "_v": b"1"}
+    assert fb == {"z": b"", "_v": b"2"}
+    assert await store.commit([Write(a, 1, {"h": b"2"}, ["x", "absent"])]) == [True]
+    assert await store.load([a]) == [{"h": b"2", "_v": b"2"}]
+    assert await store.headers([a, b, users(ns, 3)[2]]) == [b"2", None, None]
+
+
+async def _many_keys_and_fields(store: Store, ns: str) -> None:
+    """Hundreds of entities in one call, thousands of fields in one write, partial loads."""
+    many = users(ns, 300)
+    fields = {f"md:{i}": str(i).encode() for i in range(5000)} | {"h": b"h"}
+    ok = await store.commit(
+        [Write(k, 0, fields if k == many[0] else {"h": b"h"}, []) for k in many]
+    )
+    assert ok == [True] * 300
+    wanted = [[f"md:{i}" for i in range(0, 5000, 7)] + ["md:none"]] + [[]] * 299
+    loaded = await store.load_without(many, "md:", wanted)
+    assert loaded[0] == {"h": b"h", "_v": b"1"} | {
+        f"md:{i}": str(i).encode() for i in range(0, 5000, 7)
+    }
+    assert loaded[1:] == [{"h": b"h", "_v": b"1"}] * 299
+    assert sorted(await collect(store.scan(keys.user_pattern(ns, "app")))) == sorted(many)
+
+
+async def _sorted_sets(store: Store, ns: str) -> None:
+    """Index moves are idempotent; `earlier_only` never postpones; due and range read them."""
+    due = [keys.due(ns, "app", "user", b) for b in range(3)]
+    await store.index(
+        [
+            IndexOp(due[0], None, "a", 50),
+            IndexOp(due[0], None, "b", 10),
+            IndexOp(due[1], None, "c", 30),
+            IndexOp(due[0], None, "a", 80, earlier_only=True),  # later: ignored
+            IndexOp(due[1], None, "c", 20, earlier_only=True),  # earlier: taken
+            IndexOp(due[1], None, "d", 90, earlier_only=True),  # new: added
+        ]
+    )
+    assert await store.due(due, until=60, limit=10) == [["b", "a"], ["c"], []]
+    assert await store.due(due, until=100, limit=1) == [["b"], ["c"], []]
+    await store.index([IndexOp(due[0], "a", None), IndexOp(due[0], "a", None)])
+    assert await store.due(due, until=100, limit=10) == [["b"], ["c", "d"], []]
+
+    ix = keys.users_index(ns, "app", "id", 0)
+    await store.index([IndexOp(ix, None, m) for m in ("0:c", "0:a", "0:b")])
+    await store.index([IndexOp(ix, "0:c", "0:d")])
+    assert await store.range(ix, None, 10) == ["0:a", "0:b", "0:d"]
+    assert await store.range(ix, "0:a", 1) == ["0:b"]
+    assert await store.range(ix, "0:d", 10) == []
+
+
+async def _put_scan_drop(store: Store, ns: str) -> None:
+    """put writes without a version; scan finds by pattern; drop removes whole keys."""
+    company = keys.company(ns, "app", "c:1")
+    await store.put(company, {"note": b"1"})
+    await store.put(company, {"other": b"2"})
+    assert await store.load([company]) == [{"note": b"1", "other": b"2"}]
+    a = users(ns, 1)[0]
+    await store.commit([Write(a, 0, {"h": b"x"}, [])])
+    assert await collect(store.scan(keys.company_pattern(ns, "app"))) == [company]
+    assert sorted(await collect(store.scan(f"{ns}:*"))) == sorted([a, company])
+    await store.drop([company, a, keys.user(ns, "app", "never")])
+    assert await collect(store.scan(f"{ns}:*")) == []
+
+
+async def _concurrent_writers(store: Store, ns: str) -> None:
+    """Two writers race on the same versions: exactly one wins each entity."""
+    keys_ = users(ns, 50)
+    first, second = await asyncio.gather(
+        store.commit([Write(k, 0, {"w": b"1"}, []) for k in keys_]),
+        store.commit([Write(k, 0, {"w": b"2"}, []) for k in keys_]),
+    )
+    assert all(x != y for x, y in zip(first, second, strict=True))
+    loaded = await store.load(keys_)
+    assert all(f["_v"] == b"1" for f in loaded)
+    assert [f["w"] for f in loaded] == [b"1" if won else b"2" for won in first]
+
+
+test_versions = contract(_versions)
+test_many_keys_and_fields = contract(_many_keys_and_fields)
+test_sorted_sets = contract(_sorted_sets)
+test_put_scan_drop = contract(_put_scan_drop)
+test_concurrent_writers = contract(_concurrent_writers)
