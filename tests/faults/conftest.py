@@ -50,6 +50,8 @@ class Stack:
             # every write reaches the disk before Redis answers: not even a host crash loses one
             "PROFILES_REDIS_APPENDFSYNC": "always",
             "PROFILES_KAFKA_HEAP_OPTS": "-Xms256m -Xmx768m",
+            # the least Kafka allows: a killed worker's partitions move on sooner
+            "PROFILES_CONSUMER_SESSION_TIMEOUT_SECONDS": "6",
         }
 
     def services(self, *args: str) -> None:
