@@ -367,10 +367,15 @@ def cpu_seconds(proc: subprocess.Popen[bytes]) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def summed(info: dict[str, Any], *fields: str) -> float:
+    """INFO fields of one Redis, or summed over the nodes of a cluster (one dict per node)."""
+    nodes = [info] if fields[0] in info else [v for v in info.values() if isinstance(v, dict)]
+    return sum(float(node[f]) for node in nodes for f in fields)
+
+
 async def redis_cpu(rc: aioredis.Redis) -> float:
-    """Redis server CPU so far (it serves the other users of this machine too)."""
-    info = await rc.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    """Redis server CPU so far, all nodes (it serves the other users of this machine too)."""
+    return summed(await rc.info("cpu"), "used_cpu_user", "used_cpu_sys")
 
 
 def check_alive(run: Run, procs: list[subprocess.Popen[bytes]]) -> None:
@@ -451,7 +456,7 @@ async def wait_caught_up(
 
 
 async def used_memory(rc: aioredis.Redis) -> int:
-    return int((await rc.info("memory"))["used_memory"])
+    return int(summed(await rc.info("memory"), "used_memory"))
 
 
 async def pipeline(run: Run, ds: Dataset, count: int, rc: aioredis.Redis) -> Metrics:
@@ -806,6 +811,7 @@ def report(ds: Dataset, metrics: Metrics, out: Path, code: tuple[str, bool]) -> 
         "prefix": ds.prefix,
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "cores": os.cpu_count(),
+        "redis": "cluster" if settings_for("bench.").redis_cluster else "standalone",
         "loadavg": os.getloadavg(),
         "metrics": {name: {"value": v, "unit": u} for name, (v, u) in metrics.items()},
     }

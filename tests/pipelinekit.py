@@ -10,7 +10,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -119,22 +118,22 @@ class Pipeline:
             time.sleep(0.2)
 
     def ingest_with_kills(self, records: list[dict[str, Any]], kills: int, seed: int) -> list[int]:
-        """Publish in the background while SIGKILLing the worker `kills` times, each at a
-        random moment after it made progress; returns the lag at each kill."""
+        """Publish the records in `kills` parts; after each, SIGKILL the worker at a random
+        moment soon after it made progress, and start another; returns the lag at each kill."""
         rng = random.Random(seed)
+        size = -(-len(records) // kills)
         worker = self.start_worker()
-        publisher = threading.Thread(target=self.publish_file, args=(records,))
-        publisher.start()
         lag_at_kill, processed = [], 0
-        for _ in range(kills):
+        for i in range(kills):
+            published = self.publish_file(records[i * size : (i + 1) * size])
+            assert published.returncode == 0, published.stderr
             self.wait_processed(processed + 1)
-            time.sleep(rng.uniform(0.0, 1.0))  # then a random moment inside the ingest
+            time.sleep(rng.uniform(0.0, 0.3))  # a random moment inside the ingest
             self.kill(worker)
             status = self.status()
             processed = status["groups"][0]["processed"]
             lag_at_kill.append(status["lag"])
             worker = self.start_worker()
-        publisher.join()
         return lag_at_kill
 
     def produce(self, items: list[tuple[str, bytes | None, bytes]]) -> float:
