@@ -29,9 +29,12 @@ unit:
 integration: services-up
 	$(PY) -m pytest tests/integration -q
 
-# The whole suite: lint, types, unit tests (no services) and integration tests (real services).
-test: lint typecheck services-up
-	$(PY) -m pytest tests -q --durations=10
+# The whole suite: lint, types, unit tests (no services), integration tests and fault tests
+# (real services, and a 3-master Redis Cluster), in two processes: the integration tests
+# spend most of their time waiting on workers, brokers and timers.
+test: lint typecheck
+	scripts/services up --redis-cluster 3
+	$(PY) -m pytest tests -q -n 2 --dist loadgroup --durations=10
 
 # Throughput, read latency, memory and freshness on the local services (bench/run.py).
 EVENTS ?= 1000000
