@@ -75,15 +75,6 @@ class Stack:
         self.services("up")  # starts what is not running; the other one is left alone
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Under xdist (`make test` runs two processes) the fault tests share one process, so they
-    # share one private stack and never restart a service under each other.
-    here = Path(__file__).parent
-    for item in items:
-        if here in item.path.parents:
-            item.add_marker(pytest.mark.xdist_group("faults"))
-
-
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = Stack(tmp_path_factory.mktemp("fault-services"))

@@ -19,7 +19,8 @@ from projections import keys
 from streams.generate import generate
 from streams.topics import Topics, record_key
 
-pytestmark = pytest.mark.integration
+# one xdist process runs every fault test: they share the private stack and restart it
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("faults")]
 
 APP = "acme-app"
 # Ids that would reach other keys or widen a pattern if a key part were not escaped.

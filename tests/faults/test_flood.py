@@ -15,7 +15,8 @@ from compare import compare_users
 from streams.generate import generate
 from streams.topics import Topics, record_key
 
-pytestmark = pytest.mark.integration
+# one xdist process runs every fault test: they share the private stack and restart it
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("faults")]
 
 BLOB = 7_900  # bytes of padding per track event: a flood of volume, not only of count
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from faultdata import assert_exact, dataset
 
-pytestmark = pytest.mark.integration
+# one xdist process runs every fault test: they share the private stack and restart it
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("faults")]
 
 
 def test_workers_joining_and_leaving_mid_stream(pipeline: Any) -> None:

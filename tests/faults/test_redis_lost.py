@@ -12,7 +12,8 @@ import pytest
 from faultdata import assert_exact, dataset
 from pipelinekit import PROFILES
 
-pytestmark = pytest.mark.integration
+# one xdist process runs every fault test: they share the private stack and restart it
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("faults")]
 
 LOST = 4  # the worker's exit code when the projections are gone
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from faultdata import assert_exact, dataset
 
-pytestmark = pytest.mark.integration
+# one xdist process runs every fault test: they share the private stack and restart it
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("faults")]
 
 
 def ingest_until(pipeline: Any, records: list[dict[str, Any]], fraction: float) -> int:
