@@ -27,6 +27,7 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.cluster
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.errors import KafkaError
@@ -373,9 +374,16 @@ def summed(info: dict[str, Any], *fields: str) -> float:
     return sum(float(node[f]) for node in nodes for f in fields)
 
 
+async def info(rc: aioredis.Redis, section: str) -> dict[str, Any]:
+    """INFO of one Redis, or of every node of a cluster (one dict per node)."""
+    if isinstance(rc, aioredis.cluster.RedisCluster):
+        return dict(await rc.info(section, target_nodes=aioredis.cluster.RedisCluster.ALL_NODES))
+    return dict(await rc.info(section))
+
+
 async def redis_cpu(rc: aioredis.Redis) -> float:
     """Redis server CPU so far, all nodes (it serves the other users of this machine too)."""
-    return summed(await rc.info("cpu"), "used_cpu_user", "used_cpu_sys")
+    return summed(await info(rc, "cpu"), "used_cpu_user", "used_cpu_sys")
 
 
 def check_alive(run: Run, procs: list[subprocess.Popen[bytes]]) -> None:
@@ -456,7 +464,7 @@ async def wait_caught_up(
 
 
 async def used_memory(rc: aioredis.Redis) -> int:
-    return int(summed(await rc.info("memory"), "used_memory"))
+    return int(summed(await info(rc, "memory"), "used_memory"))
 
 
 async def pipeline(run: Run, ds: Dataset, count: int, rc: aioredis.Redis) -> Metrics:
