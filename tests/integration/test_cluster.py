@@ -62,7 +62,7 @@ def test_move_to_a_cluster_then_scale_out_and_every_view_is_exact(
             change()
     assert first.poll() is None
 
-    settle(pipeline, records, app, live)
+    settle(pipeline, records, app, live, killed=True)
     want = expected(records, app, live, int(time.time() * 1000))
     assert compare_users(pipeline, records, now_ms, segments=want) >= 130
     assert compare_companies(pipeline, records, now_ms, segments=want) >= 10
@@ -71,7 +71,7 @@ def test_move_to_a_cluster_then_scale_out_and_every_view_is_exact(
     for sid in sorted(every)[1::2]:
         add(pipeline, tmp_path, every[sid])
         live[sid] = every[sid]
-    settle(pipeline, records, app, live)
+    settle(pipeline, records, app, live, killed=True)
     sid = next(s for s, d in live.items() if d["scope"] == "user")
     exported = pipeline.cli("export", "users", app, "--segment", sid, "--format", "jsonl")
     rows = [json.loads(line) for line in exported.stdout.splitlines()]
