@@ -8,6 +8,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -193,3 +194,13 @@ async def _produce(settings: Settings, items: list[tuple[str, bytes | None, byte
         return time.monotonic() - started
     finally:
         await producer.stop()
+
+
+def port_free(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:port (for services a test starts itself)."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

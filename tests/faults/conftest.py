@@ -6,31 +6,21 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pipelinekit import ROOT, Pipeline
+from pipelinekit import ROOT, Pipeline, port_free
 
 SERVICES = str(ROOT / "scripts" / "services")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _free_ports() -> tuple[int, int]:
     """A Kafka port with the next two free (controller, SASL listener) and a Redis port."""
     for base in range(29092, 39092, 10):
-        if all(_free(base + i) for i in range(4)):
+        if all(port_free(base + i) for i in range(4)):
             return base, base + 3
     raise RuntimeError("no free ports for the fault suite's services")
 

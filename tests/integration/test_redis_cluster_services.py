@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any, cast
 
 import pytest
 import redis
-from pipelinekit import ROOT
+from pipelinekit import ROOT, port_free
 from redis.cluster import RedisCluster
 
 pytestmark = pytest.mark.integration
@@ -25,19 +24,10 @@ MASTERS = 3
 SLOTS = 16384
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _free_cluster_port() -> int:
     """A first node port with MASTERS free ports from it, and their cluster bus ports (+10000)."""
     for base in range(41000, 45000, 10):
-        if all(_free(p) and _free(p + 10000) for p in range(base, base + MASTERS)):
+        if all(port_free(p) and port_free(p + 10000) for p in range(base, base + MASTERS)):
             return base
     raise RuntimeError("no free ports for a private Redis Cluster")
 
