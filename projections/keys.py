@@ -33,7 +33,12 @@ Company hash `{ns}:{app}:c:{<company>}` fields (values msgpack):
 Users index `{ns}:{app}:ix:{sort}:{bucket}` (sorted sets of score 0, 16 buckets by user):
   sort `last_seen` / `signed_up`: members `<inverted time, 14 digits>:<user as UTF-8 hex>`, so their
   lexicographic order is newest first, nulls last, then user id; sort `id`: `0:<user>`, the
-  stable order exports resume in. A hint for listing: the header is the truth.
+  stable order exports resume in; `name` / `email`: `<case-folded text as UTF-8 hex>:<user>`,
+  for prefix search (absent when the user has none). A hint for listing: the header is the
+  truth.
+
+Companies index `{ns}:{app}:ix:co:{bucket}`: `0:<company>` for every company with a header
+  (16 buckets by company), in id order; a hint for listing, as above.
 
 Segments (issue 6):
   `{ns}::segments`                  hash: <segment id> -> {offset, definition}; `_v` is the
@@ -109,6 +114,8 @@ def company_pattern(namespace: str, app_id: str) -> str:
 
 INDEX_SORTS = ("last_seen", "signed_up", "id")
 _SORT_FIELDS = {"last_seen": "last_seen_at", "signed_up": "signed_up_at"}
+SEARCH_FIELDS = ("name", "email")  # prefix search, case-insensitive (search_member)
+INDEX_KINDS = INDEX_SORTS + SEARCH_FIELDS
 INDEX_BUCKETS = 16
 _NEVER = 10**14 - 1
 
@@ -137,15 +144,45 @@ def index_user(member: str) -> str:
 
 
 def index_members(header: dict[str, Any], user_id: str) -> dict[str, str]:
-    """The entry a user with this header has in each users index ("id" is a stable order)."""
+    """The entry a user with this header has in each users index ("id" is a stable order;
+    "name" and "email" only when the user has one)."""
     out = {sort: index_member(header[name], user_id) for sort, name in _SORT_FIELDS.items()}
     out["id"] = id_member(user_id)
+    for name in SEARCH_FIELDS:
+        if isinstance(header.get(name), str) and header[name]:
+            out[name] = search_member(header[name], user_id)
     return out
+
+
+def search_key(text: str) -> str:
+    """What a name or email is searched by: its case-folded UTF-8 as hex (a prefix of the text
+    is a prefix of this)."""
+    return text.casefold().encode("utf-8", "surrogatepass").hex()
+
+
+def search_member(text: str, user_id: str) -> str:
+    """A user's entry in the `name` / `email` index: lexical order is the folded text's."""
+    return f"{search_key(text)}:{_ordered(user_id)}"
 
 
 def id_member(user_id: str) -> str:
     """The user's entry in the `id` index, also the export cursor that resumes after it."""
     return f"0:{_ordered(user_id)}"
+
+
+def apps_pattern(namespace: str) -> str:
+    """SCAN pattern of one users-index key per app (bucket 0 of every app's `id` index is
+    not enough: it may be empty) — matched keys give their app by `app_of`."""
+    return f"{namespace}:*:ix:id:*"
+
+
+def app_of(namespace: str, key: str) -> str:
+    return unescape(key[len(namespace) + 1 :].split(":", 1)[0])
+
+
+def companies_index(namespace: str, app_id: str, bucket: int) -> str:
+    """The app's companies that exist (a header), as `id` entries, 16 buckets by company."""
+    return f"{namespace}:{escape(app_id)}:ix:co:{bucket}"
 
 
 def user_pattern(namespace: str, app_id: str) -> str:

@@ -28,11 +28,15 @@ class Hashes(Protocol):
 
     def hmget(self, name: str, keys: list[str]) -> Any: ...
 
+    def hgetall(self, name: str) -> Any: ...
+
     def get(self, name: str) -> Any: ...
 
     def zrangebylex(self, name: str, min: str, max: str, start: int, num: int) -> Any: ...
 
     def pipeline(self, transaction: bool = ...) -> Any: ...
+
+    def scan_iter(self, match: str, count: int = ...) -> Any: ...
 
 
 class Reader:
@@ -57,8 +61,8 @@ class Reader:
 
     def _read(
         self, key: str, missing: str, names: Callable[[dict[str, Any]], list[str]]
-    ) -> tuple[dict[str, Any], list[Any]]:
-        """The header and the fields it names, both from one version of the entity.
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The header and the fields it names (those that exist), from one version of the entity.
 
         The header says which fields to read; a write between the two reads is noticed (the
         header changed) and the read is done again, so a view is never half old, half new.
@@ -76,12 +80,13 @@ class Reader:
             again, values, segments = pipe.execute()
             if again == raw:
                 header["segments"] = decode_field(segments) if segments is not None else []
-                return header, [decode_field(v) for v in values if v is not None] if wanted else []
+                found = zip(wanted, values, strict=True) if wanted else []
+                return header, {name: decode_field(v) for name, v in found if v is not None}
             raw = again
 
     def _user(
         self, app_id: str, user_id: str, names: Callable[[dict[str, Any]], list[str]]
-    ) -> tuple[dict[str, Any], list[Any]]:
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         key = keys.user(self.namespace, app_id, user_id)
         return self._read(key, f"user {user_id!r} of app {app_id!r} not found", names)
 
@@ -98,7 +103,8 @@ class Reader:
         company = self._company_name(app_id, header["company_id"])
         if company is not None:
             header = {**header, "company_name": company}
-        return views.user(app_id, user_id, header, views.overview(figures, frm, to, search))
+        overview = views.overview(list(figures.values()), frm, to, search)
+        return views.user(app_id, user_id, header, overview)
 
     def _company_name(self, app_id: str, company_id: str | None) -> str | None:
         """The company's own name (last writer over every identify naming it), if known yet."""
@@ -117,23 +123,23 @@ class Reader:
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         _header, day_lists = self._user(app_id, user_id, _days(keys.SESSIONS_PREFIX, frm, to))
-        return views.sessions(day_lists, limit)
+        return views.sessions(list(day_lists.values()), limit)
 
     def sentiment(
         self, app_id: str, user_id: str, *, frm: str | None = None, to: str | None = None
     ) -> list[dict[str, Any]]:
-        _header, rows = self._user(app_id, user_id, lambda _h: [keys.FEEDBACK])
-        return views.sentiment(rows[0] if rows else [], frm, to)
+        _header, fields = self._user(app_id, user_id, lambda _h: [keys.FEEDBACK])
+        return views.sentiment(fields.get(keys.FEEDBACK, []), frm, to)
 
     def engagement(self, app_id: str, user_id: str) -> list[dict[str, Any]]:
-        _header, rows = self._user(app_id, user_id, lambda _h: [keys.ENGAGEMENT])
-        return views.engagement(rows[0] if rows else [])
+        _header, fields = self._user(app_id, user_id, lambda _h: [keys.ENGAGEMENT])
+        return views.engagement(fields.get(keys.ENGAGEMENT, []))
 
     # ---- companies ---------------------------------------------------------------------------
 
     def _company(
         self, app_id: str, company_id: str, names: Callable[[dict[str, Any]], list[str]]
-    ) -> tuple[dict[str, Any], list[Any]]:
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         key = keys.company(self.namespace, app_id, company_id)
         return self._read(key, f"company {company_id!r} of app {app_id!r} not found", names)
 
@@ -147,13 +153,70 @@ class Reader:
         search: str | None = None,
     ) -> dict[str, Any]:
         header, figures = self._company(app_id, company_id, _days(keys.DAY_PREFIX, frm, to))
-        return views.company(app_id, company_id, header, views.overview(figures, frm, to, search))
+        overview = views.overview(list(figures.values()), frm, to, search)
+        return views.company(app_id, company_id, header, overview)
 
     def company_users(self, app_id: str, company_id: str) -> list[dict[str, Any]]:
-        _header, rows = self._company(app_id, company_id, lambda _h: [keys.COMPANY_USERS])
-        return views.company_users(rows[0] if rows else [])
+        _header, fields = self._company(app_id, company_id, lambda _h: [keys.COMPANY_USERS])
+        return views.company_users(fields.get(keys.COMPANY_USERS, []))
+
+    def daily(
+        self,
+        app_id: str,
+        scope: str,
+        entity_id: str,
+        *,
+        frm: str | None = None,
+        to: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Events and sessions of a user or company per day of the period, zeros included
+        (without a bound: from its first to its last day with figures)."""
+        read = self._user if scope == "user" else self._company
+        header, figures = read(app_id, entity_id, _days(keys.DAY_PREFIX, frm, to))
+        days = header["days"]
+        first, last = frm or (days[0] if days else None), to or (days[-1] if days else None)
+        by_day = {name[len(keys.DAY_PREFIX) :]: f for name, f in figures.items()}
+        return views.daily(by_day, first, last)
+
+    def companies(
+        self, app_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the app's companies in id order; returns (rows, cursor of the next page).
+        The index is a hint: a company is listed only while it has a header."""
+        ns = self.namespace
+        rows: list[dict[str, Any]] = []
+        after = cursor
+        while len(rows) < limit:
+            members = self._page(
+                lambda b: keys.companies_index(ns, app_id, b), after, limit - len(rows)
+            )
+            if not members:
+                return rows, None
+            ids = [keys.index_user(m) for m in members]
+            pipe = self._r.pipeline(transaction=False)
+            for company_id in ids:
+                pipe.hget(keys.company(ns, app_id, company_id), keys.HEADER)
+            for company_id, raw in zip(ids, pipe.execute(), strict=True):
+                if raw is not None:
+                    rows.append(views.companies_row(company_id, decode_field(raw)))
+            after = members[-1]
+        return rows, after
+
+    def count_companies(self, app_id: str) -> int:
+        """About how many companies the app has (index entries; exact unless a step crashed)."""
+        return self._count(lambda b: keys.companies_index(self.namespace, app_id, b))
 
     # ---- the app's users -------------------------------------------------------------------
+
+    def apps(self) -> list[str]:
+        """The apps with users in this namespace, sorted. A SCAN of the whole key space:
+        cache it on a big one."""
+        ns = self.namespace
+        found = {
+            keys.app_of(ns, k.decode() if isinstance(k, bytes) else k)
+            for k in self._r.scan_iter(match=keys.apps_pattern(ns), count=1000)
+        }
+        return sorted(found)
 
     def users(
         self, app_id: str, *, sort: str = "last_seen", limit: int = 50, cursor: str | None = None
@@ -171,22 +234,75 @@ class Reader:
             members = self._index_page(app_id, sort, after, limit - len(rows))
             if not members:
                 return rows, None
-            headers = self._headers(app_id, [keys.index_user(m) for m in members])
-            names = self._company_names(app_id, {h["company_id"] for _u, h in headers if h})
-            for member, (user_id, header) in zip(members, headers, strict=True):
-                if header is not None and keys.index_members(header, user_id)[sort] == member:
-                    name = names.get(header["company_id"])
-                    if name is not None:
-                        header = {**header, "company_name": name}
-                    rows.append(views.users_row(user_id, header))
+            rows += self._rows(app_id, sort, members)
             after = members[-1]
         return rows, after
 
+    def find_users(
+        self, app_id: str, prefix: str, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the users whose id starts with `prefix` (as written), or whose name or
+        email starts with it (any case); returns (rows, cursor of the next page).
+
+        A user is listed once, under the first of id, name, email that matches; the id
+        matches come first in id order, then the name matches by name, then the email ones."""
+        if not prefix:
+            raise ValueError("the search text is empty")
+        stage, after = SEARCH_ORDER[0], None
+        if cursor is not None:
+            stage, _, after = cursor.partition(":")
+            if stage not in SEARCH_ORDER or not after:
+                raise ValueError("cursor is not one of this search's")
+        ns = self.namespace
+        rows: list[dict[str, Any]] = []
+        for sort in SEARCH_ORDER[SEARCH_ORDER.index(stage) :]:
+            start = keys.id_member(prefix) if sort == "id" else keys.search_key(prefix)
+
+            def key_of(bucket: int, sort: str = sort) -> str:
+                return keys.users_index(ns, app_id, sort, bucket)
+
+            while len(rows) < limit:
+                members = self._page(key_of, after, limit - len(rows), start)
+                if not members:
+                    break
+                rows += self._rows(app_id, sort, members, lambda h, u: _matched(h, u, prefix))
+                after = members[-1]
+            if len(rows) >= limit:
+                return rows, f"{sort}:{after}"
+            after = None
+        return rows, None
+
+    def _rows(
+        self,
+        app_id: str,
+        sort: str,
+        members: list[str],
+        matched: Callable[[dict[str, Any], str], str | None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The users-list rows of index entries that their user's header agrees with (and,
+        searching, that `matched` lists under this index)."""
+        headers = self._headers(app_id, [keys.index_user(m) for m in members])
+        names = self._company_names(app_id, {h["company_id"] for _u, h in headers if h})
+        rows = []
+        for member, (user_id, header) in zip(members, headers, strict=True):
+            if header is None or keys.index_members(header, user_id).get(sort) != member:
+                continue
+            if matched is not None and matched(header, user_id) != sort:
+                continue
+            name = names.get(header["company_id"])
+            if name is not None:
+                header = {**header, "company_name": name}
+            rows.append(views.users_row(user_id, header))
+        return rows
+
     def count_users(self, app_id: str) -> int:
         """About how many users the app has (index entries; exact unless a step crashed)."""
+        return self._count(lambda b: keys.users_index(self.namespace, app_id, "id", b))
+
+    def _count(self, key_of: Callable[[int], str]) -> int:
         pipe = self._r.pipeline(transaction=False)
         for bucket in range(keys.INDEX_BUCKETS):
-            pipe.zcard(keys.users_index(self.namespace, app_id, "id", bucket))
+            pipe.zcard(key_of(bucket))
         return int(sum(pipe.execute()))
 
     def _company_names(self, app_id: str, company_ids: set[str | None]) -> dict[str, str]:
@@ -202,6 +318,35 @@ class Reader:
         }
 
     # ---- segments ------------------------------------------------------------------------------
+
+    def segments(self, app_id: str | None = None) -> dict[str, dict[str, Any]]:
+        """Every segment (of one app) by id: {id, app_id, name, scope, members, state,
+        evaluated, definition}; `state` is "ready" once every profile was evaluated against
+        the stored definition, else "evaluating"."""
+        stored = self._r.hgetall(keys.segment_registry(self.namespace))
+        notes = self._r.hgetall(keys.segment_progress(self.namespace))
+        out = {}
+        for name, raw in sorted(stored.items()):
+            segment_id = name.decode()
+            if segment_id.startswith("_"):  # the registry's generation and fence
+                continue
+            entry = decode_field(raw)
+            d = entry["definition"]
+            if app_id is not None and d["app_id"] != app_id:
+                continue
+            note = decode_field(notes[name]) if name in notes else {}
+            ready = bool(note.get("ready")) and note.get("offset") == entry["offset"]
+            out[segment_id] = {
+                "id": segment_id,
+                "app_id": d["app_id"],
+                "name": d["name"],
+                "scope": d["scope"],
+                "members": self.count_members(d["app_id"], segment_id),
+                "state": "ready" if ready else "evaluating",
+                "evaluated": note.get("done", 0),
+                "definition": d,
+            }
+        return out
 
     def segment_members(
         self,
@@ -236,21 +381,25 @@ class Reader:
 
     def count_members(self, app_id: str, segment_id: str) -> int:
         """How many members a segment has (set entries; exact unless a step crashed)."""
-        pipe = self._r.pipeline(transaction=False)
-        for bucket in range(keys.INDEX_BUCKETS):
-            pipe.zcard(keys.segment_members(self.namespace, app_id, segment_id, bucket))
-        return int(sum(pipe.execute()))
+        return self._count(lambda b: keys.segment_members(self.namespace, app_id, segment_id, b))
 
     def _index_page(self, app_id: str, sort: str, after: str | None, count: int) -> list[str]:
         ns = self.namespace
         return self._page(lambda b: keys.users_index(ns, app_id, sort, b), after, count)
 
-    def _page(self, key_of: Callable[[int], str], after: str | None, count: int) -> list[str]:
-        """The first `count` members after `after` of the 16 buckets together, lexically."""
-        low = "-" if after is None else "(" + after
+    def _page(
+        self, key_of: Callable[[int], str], after: str | None, count: int, start: str = ""
+    ) -> list[str]:
+        """The first `count` members after `after` of the 16 buckets together, lexically;
+        with `start`, only members that start with it (index members go on in hex digits and
+        `:`, all below `g`)."""
+        low = "[" + start if start else "-"
+        if after is not None and after >= start:
+            low = "(" + after
+        high = "(" + start + "g" if start else "+"
         pipe = self._r.pipeline(transaction=False)
         for bucket in range(keys.INDEX_BUCKETS):
-            pipe.zrangebylex(key_of(bucket), low, "+", 0, count)
+            pipe.zrangebylex(key_of(bucket), low, high, 0, count)
         merged = [
             m.decode() if isinstance(m, bytes) else m for found in pipe.execute() for m in found
         ]
@@ -264,6 +413,21 @@ class Reader:
             (user_id, None if raw is None else decode_field(raw))
             for user_id, raw in zip(user_ids, pipe.execute(), strict=True)
         ]
+
+
+SEARCH_ORDER = ("id", *keys.SEARCH_FIELDS)
+
+
+def _matched(header: dict[str, Any], user_id: str, prefix: str) -> str | None:
+    """The first of id, name, email that starts with the searched text, as find_users says."""
+    if user_id.startswith(prefix):
+        return "id"
+    folded = prefix.casefold()
+    for name in keys.SEARCH_FIELDS:
+        value = header.get(name)
+        if isinstance(value, str) and value.casefold().startswith(folded):
+            return name
+    return None
 
 
 def _days(prefix: str, frm: str | None, to: str | None) -> Callable[[dict[str, Any]], list[str]]:

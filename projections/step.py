@@ -105,7 +105,7 @@ def _index_ops(
     after = {} if new is None else keys.index_members(new, user_id)
     bucket = keys.index_bucket(user_id)
     ops = []
-    for sort in keys.INDEX_SORTS:
+    for sort in keys.INDEX_KINDS:
         b, a = before.get(sort), after.get(sort)
         if b is not None or a is not None:  # re-added even if unchanged: repairs a crash
             key = keys.users_index(namespace, app_id, sort, bucket)
@@ -363,7 +363,7 @@ async def apply_company_batch(
                 continue
             old, new, projected = step
             registry = registries[first.namespace]
-            index += _company_segments(first, registry, fields, new, projected, now_ms)
+            index += _company_index(first, registry, fields, new, projected, now_ms)
             to_set, to_delete = changes(old, new)
             if to_set or to_delete:
                 writes.append(Write(key, version_of(fields), to_set, to_delete))
@@ -382,7 +382,7 @@ async def apply_company_batch(
     return sum(len(v) for v in written.values())
 
 
-def _company_segments(
+def _company_index(
     first: Contribution,
     registry: Registry,
     fields: dict[str, bytes],
@@ -390,8 +390,8 @@ def _company_segments(
     projected: dict[str, Any],
     now_ms: int,
 ) -> list[IndexOp]:
-    """Add the company's segment membership to `new`; the set moves, and the members that
-    are due because the company's properties changed."""
+    """Add the company's segment membership to `new`; the sorted-set moves (companies index,
+    segment members), and the members that are due because the company's properties changed."""
     segments = registry.of(first.app_id, "company")
     header = projected.get(keys.HEADER)
     m = NONE
@@ -403,9 +403,15 @@ def _company_segments(
     old_header = decode_field(fields[keys.HEADER]) if keys.HEADER in fields else None
     members = [row[0] for row in projected.get(keys.COMPANY_USERS, [])]
     ns, app_id, company_id = first.namespace, first.app_id, first.company_id
-    return membership_ops(
-        ns, app_id, "company", company_id, stored_membership(fields), m, exact=False
-    ) + company_change_ops(ns, app_id, registry, old_header, header, members, now_ms)
+    listed = keys.id_member(company_id)
+    index_key = keys.companies_index(ns, app_id, keys.index_bucket(company_id))
+    return [
+        IndexOp(index_key, listed if header is None else None, None if header is None else listed),
+        *membership_ops(
+            ns, app_id, "company", company_id, stored_membership(fields), m, exact=False
+        ),
+        *company_change_ops(ns, app_id, registry, old_header, header, members, now_ms),
+    ]
 
 
 async def _companies_again(

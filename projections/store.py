@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -336,12 +336,20 @@ class MemoryHashes:
     def pipeline(self, transaction: bool = False) -> _MemoryPipeline:
         return _MemoryPipeline(self)
 
+    def scan_iter(self, match: str, count: int = 0) -> Iterator[str]:
+        return (k for k in [*self._data, *self._sets] if fnmatch.fnmatchcase(k, match))
+
     def zrangebylex(self, name: str, min: str, max: str, start: int, num: int) -> list[str]:
-        assert max == "+" and start == 0, "only what the reader asks"
-        members = sorted(self._sets.get(name, ()))
-        if min != "-":
-            members = [m for m in members if m > min[1:]]
-        return members[:num]
+        """Redis's ZRANGEBYLEX bounds: `-`, `+`, `[inclusive`, `(exclusive`."""
+
+        def above(m: str) -> bool:
+            return min == "-" or (m >= min[1:] if min[0] == "[" else m > min[1:])
+
+        def below(m: str) -> bool:
+            return max == "+" or (m <= max[1:] if max[0] == "[" else m < max[1:])
+
+        members = sorted(m for m in self._sets.get(name, ()) if above(m) and below(m))
+        return members[start : start + num]
 
 
 class _MemoryPipeline:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import date, timedelta
 from typing import Any
 
 from schemas.timefmt import format_ms
 
 TOP = 10
+MAX_DAYS = 1100  # the longest period `daily` lists (retention is at most ~400 days by default)
 
 
 def ts(ms: int | None) -> str | None:
@@ -179,4 +181,33 @@ def users_row(user_id: str, h: dict[str, Any]) -> dict[str, Any]:
         "last_seen_at": ts(h["last_seen_at"]),
         "total_sessions": h["total_sessions"],
         "excluded": h["excluded"],
+    }
+
+
+def daily(
+    by_day: dict[str, dict[str, Any]], first: str | None, last: str | None
+) -> list[dict[str, Any]]:
+    """Events and sessions on every day from `first` to `last`, zeros included."""
+    if first is None or last is None or first > last:
+        return []
+    start, end = date.fromisoformat(first), date.fromisoformat(last)
+    if (end - start).days >= MAX_DAYS:
+        raise ValueError(f"a period of at most {MAX_DAYS} days, please")
+    out = []
+    for n in range((end - start).days + 1):
+        day = (start + timedelta(days=n)).isoformat()
+        f = by_day.get(day)
+        out.append({"day": day, "events": f["e"] if f else 0, "sessions": f["s"] if f else 0})
+    return out
+
+
+def companies_row(company_id: str, h: dict[str, Any]) -> dict[str, Any]:
+    """A row of the app's companies list."""
+    return {
+        "company_id": company_id,
+        "name": h["name"],
+        "users_count": h["users_count"],
+        "total_sessions": h["total_sessions"],
+        "signed_up_at": ts(h["signed_up_at"]),
+        "last_seen_at": ts(h["last_seen_at"]),
     }

@@ -141,9 +141,12 @@ class Content(_Event):
     step: Annotated[int, Field(strict=True, ge=0)] | None = None
 
 
+CommandName = Literal["exclude", "include", "reset_content", "delete"]
+
+
 class Command(_Model):
     type: Literal["command"]
-    command: Literal["exclude", "include", "reset_content", "delete"]
+    command: CommandName
     command_id: EventId
     issued_at: EpochMs
     app_id: AppId

@@ -337,6 +337,7 @@ def users(app_id: str, sort: str, limit: int, cursor: str | None, as_json: bool)
             click.echo(f"next page: --cursor '{next_cursor}'")
 
 
+# The CLI spells reset_content with a dash.
 COMMANDS = {
     "exclude": "exclude",
     "include": "include",
@@ -353,27 +354,60 @@ COMMANDS = {
 @click.option("--reason", help="why, kept with the command")
 def command(command: str, app_id: str, user_id: str, at: str | None, reason: str | None) -> None:
     """Publish an operator command for one user to the commands topic."""
-    import uuid
-
     from schemas.codec import Rejected
-    from streams.publish import publish_records
+    from streams.publish import command_record, publish_records
 
     issued: Any = int(time.time() * 1000) if at is None else (int(at) if at.isdigit() else at)
-    record = {
-        "type": "command",
-        "command": COMMANDS[command],
-        "command_id": str(uuid.uuid4()),
-        "issued_at": issued,
-        "app_id": app_id,
-        "user_id": user_id,
-    }
-    if reason is not None:
-        record["reason"] = reason
+    record = command_record(COMMANDS[command], app_id, user_id, issued, reason)
     try:
         asyncio.run(publish_records([record], settings()))
     except Rejected as exc:
         fail(f"{exc.reason}: {exc.detail}")
     click.echo(f"published {command} for {user_id} ({record['command_id']})")
+
+
+@main.command()
+@click.option("--host", help="address to listen on [default: PROFILES_API_HOST, 127.0.0.1]")
+@click.option("--port", type=click.IntRange(0, 65535), help="[default: PROFILES_API_PORT, 8000]")
+def serve(host: str | None, port: int | None) -> None:
+    """Run the explorer: the HTTP API (/api/docs) and the profile pages (/)."""
+    import socket
+
+    import uvicorn
+
+    from explorer.api import create_app
+    from explorer.tokens import Tokens
+
+    cfg = settings()
+    host, port = host or cfg.api_host, cfg.api_port if port is None else port
+    one_off = None
+    if cfg.api_tokens is None:
+        tokens, one_off = Tokens.one_off()
+    else:
+        try:
+            tokens = Tokens(cfg.api_tokens.get_secret_value())
+        except ValueError as exc:
+            fail(f"bad setting PROFILES_API_TOKENS: {exc}", 2)
+    r = reader(cfg)
+    try:
+        r.namespace  # noqa: B018 -- Redis answers, or the server does not start
+    except redis.RedisError as exc:
+        fail(f"Redis is not reachable at {cfg.redis_url}: {exc}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror}")
+    port = sock.getsockname()[1]
+    where = f"http://{'[' + host + ']' if family == socket.AF_INET6 else host}:{port}/"
+    if one_off is not None:
+        click.echo("PROFILES_API_TOKENS is not set: a one-off token for every app, until exit")
+        where += f"#token={one_off}"
+    click.echo(f"explorer: {where}  (API documentation: {where.split('#')[0]}api/docs)", err=False)
+    config = uvicorn.Config(create_app(cfg, tokens, r), log_level="warning")
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 @main.group()
@@ -451,10 +485,8 @@ def segments() -> None:
 
 
 def _definitions(cfg: Settings) -> tuple[Reader, dict[str, dict[str, Any]]]:
-    from streams.definitions import definitions
-
     r = reader(cfg)
-    return r, definitions(r._r, r.namespace)
+    return r, r.segments()
 
 
 def _definition(cfg: Settings, segment_id: str) -> tuple[Reader, dict[str, Any]]:
@@ -462,22 +494,6 @@ def _definition(cfg: Settings, segment_id: str) -> tuple[Reader, dict[str, Any]]
     if segment_id not in found:
         fail(f"segment {segment_id!r} not found", EXIT_NOT_FOUND)
     return r, found[segment_id]
-
-
-def _summary(r: Reader, segment_id: str, entry: dict[str, Any]) -> dict[str, Any]:
-    d = entry["definition"]
-    note = entry["progress"] or {}
-    ready = bool(note.get("ready")) and note.get("offset") == entry["offset"]
-    return {
-        "id": segment_id,
-        "app_id": d["app_id"],
-        "name": d["name"],
-        "scope": d["scope"],
-        "members": r.count_members(d["app_id"], segment_id),
-        "state": "ready" if ready else "evaluating",
-        "evaluated": note.get("done", 0),
-        "definition": d,
-    }
 
 
 def _await_applied(cfg: Settings, segment_id: str, offset: int, timeout: float) -> None:
@@ -522,8 +538,7 @@ def segments_add(file: Path, wait: bool, timeout: float) -> None:
     offset = asyncio.run(publish(cfg, segment.id, segment))
     if wait:
         _await_applied(cfg, segment.id, offset, timeout)
-        r, entry = _definition(cfg, segment.id)
-        summary = _summary(r, segment.id, entry)
+        summary = _definition(cfg, segment.id)[1]
         click.echo(
             f"segment {segment.id}: {summary['evaluated']} profiles evaluated, "
             f"{summary['members']} members"
@@ -537,11 +552,9 @@ def segments_add(file: Path, wait: bool, timeout: float) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def segments_list(app_id: str | None, as_json: bool) -> None:
     """Every segment with its member count."""
-    r, found = _definitions(settings())
     rows = [
-        {k: v for k, v in _summary(r, sid, e).items() if k != "definition"}
-        for sid, e in found.items()
-        if app_id is None or e["definition"]["app_id"] == app_id
+        {k: v for k, v in summary.items() if k != "definition"}
+        for summary in reader(settings()).segments(app_id).values()
     ]
 
     def table(rows: list[dict[str, Any]]) -> None:
@@ -558,8 +571,7 @@ def segments_list(app_id: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def segments_show(segment_id: str, as_json: bool) -> None:
     """One segment: its definition, member count and state."""
-    r, entry = _definition(settings(), segment_id)
-    summary = _summary(r, segment_id, entry)
+    summary = _definition(settings(), segment_id)[1]
 
     def table(s: dict[str, Any]) -> None:
         click.echo(f"{s['id']} ({s['scope']} segment of {s['app_id']}): {s['name']}")

@@ -70,21 +70,6 @@ async def publish(settings: Settings, segment_id: str, segment: Segment | None) 
         await producer.stop()
 
 
-def definitions(client: Any, namespace: str) -> dict[str, dict[str, Any]]:
-    """Every stored definition with its progress: id -> {definition, offset, progress}."""
-    stored = client.hgetall(keys.segment_registry(namespace))
-    notes = client.hgetall(keys.segment_progress(namespace))
-    out = {}
-    for name, raw in sorted(stored.items()):
-        segment_id = name.decode()
-        if segment_id.startswith("_"):
-            continue
-        entry = decode_field(raw)
-        note = notes.get(name)
-        out[segment_id] = {**entry, "progress": decode_field(note) if note else None}
-    return out
-
-
 def progress(client: Any, namespace: str, segment_id: str) -> dict[str, Any] | None:
     raw = client.hget(keys.segment_progress(namespace), segment_id)
     return None if raw is None else decode_field(raw)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -84,6 +85,23 @@ async def send_records(
             await fut
     finally:
         await producer.stop()
+
+
+def command_record(
+    command: str, app_id: str, user_id: str, issued_at: int | str, reason: str | None = None
+) -> dict[str, Any]:
+    """An operator command event (DESIGN.md §2), with a fresh command id."""
+    record: dict[str, Any] = {
+        "type": "command",
+        "command": command,
+        "command_id": str(uuid.uuid4()),
+        "issued_at": issued_at,
+        "app_id": app_id,
+        "user_id": user_id,
+    }
+    if reason is not None:
+        record["reason"] = reason
+    return record
 
 
 async def publish_records(records: list[dict[str, Any]], settings: Settings) -> PublishReport:

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     # How often the leader worker evaluates profiles whose segment rules depend on the clock.
     segment_tick_seconds: float = Field(default=1.0, gt=0)
 
+    # The explorer (`profiles serve`): where it listens and its bearer tokens,
+    # "APP=TOKEN,APP2=TOKEN2,*=TOKEN3" (`*`: every app; explorer/tokens.py).
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    api_tokens: SecretStr | None = None
+
     @field_validator(
         "redis_username",
         "redis_password",

@@ -1,0 +1,301 @@
+"""The explorer: the §4 views over HTTP (the reader library as JSON), the operator commands,
+and the web page in explorer/static. `profiles serve` runs it; /api/docs documents it."""
+
+
+import io
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import redis
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from explorer import models
+from explorer.tokens import ANY_APP, Tokens
+from projections.reader import NotFound, Reader
+from schemas.codec import Rejected
+from schemas.timefmt import parse_day
+from streams.export import user_document, write_user
+from streams.publish import command_record, publish_records
+from streams.settings import Settings
+
+STATIC = Path(__file__).with_name("static")
+APPS_CACHE_SECONDS = 30.0  # listing the apps scans the key space: not on every page load
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": models.Error, "description": text}
+    for code, text in [
+        (400, "a bad parameter"),
+        (401, "no token, or an unknown one"),
+        (403, "the token does not grant this app"),
+        (404, "no such user, company or segment"),
+    ]
+}
+T = TypeVar("T")
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="rows per page")]
+Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page")]
+Search = Annotated[
+    str | None,
+    Query(max_length=200, description="case-insensitive substring of event names and pages"),
+]
+
+
+def period(
+    frm: Annotated[
+        str | None, Query(alias="from", description="first UTC day, YYYY-MM-DD (inclusive)")
+    ] = None,
+    to: Annotated[str | None, Query(description="last UTC day, YYYY-MM-DD (inclusive)")] = None,
+) -> tuple[str | None, str | None]:
+    """The period of a view; all time when neither bound is given."""
+    try:
+        frm = None if frm is None else parse_day(frm)
+        to = None if to is None else parse_day(to)
+    except ValueError as exc:
+        raise HTTPException(400, f"bad parameter: {exc}") from None
+    if frm is not None and to is not None and frm > to:
+        raise HTTPException(400, f"bad parameter: from {frm} is after to {to}")
+    return frm, to
+
+
+Period = Annotated[tuple[str | None, str | None], Depends(period)]
+
+
+def answer(call: Callable[[], T]) -> T:
+    """A reader call, its refusals as HTTP errors: 404 not found, 400 bad input."""
+    try:
+        return call()
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except ValueError as exc:
+        raise HTTPException(400, f"bad parameter: {exc}") from None
+
+
+def create_app(settings: Settings, tokens: Tokens, reader: Reader) -> FastAPI:
+    api = FastAPI(
+        title="profile-streams explorer",
+        version="1",
+        description="User and company profiles (DESIGN.md §4) as JSON, and operator commands. "
+        "Every call needs `Authorization: Bearer <token>`; a token grants the apps that "
+        "PROFILES_API_TOKENS gives it.",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    bearer = HTTPBearer(auto_error=False, description="a token of PROFILES_API_TOKENS")
+
+    def token_of(credentials: HTTPAuthorizationCredentials | None) -> str:
+        if credentials is None or not tokens.apps(credentials.credentials):
+            raise HTTPException(
+                401, "a valid bearer token is needed", headers={"WWW-Authenticate": "Bearer"}
+            )
+        return credentials.credentials
+
+    Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+    def app_access(app_id: str, credentials: Credentials) -> str:
+        if not tokens.grants(token_of(credentials), app_id):
+            raise HTTPException(403, f"this token does not grant app {app_id!r}")
+        return app_id
+
+    App = Annotated[str, Depends(app_access)]
+    apps_seen: list[Any] = [0.0, []]  # (when, apps) of the last key-space scan
+
+    @api.get("/api/apps", response_model=models.Apps, responses=ERRORS, tags=["apps"])
+    def apps(credentials: Credentials) -> dict[str, Any]:
+        """The apps this token may read."""
+        granted = tokens.apps(token_of(credentials))
+        if ANY_APP not in granted:
+            return {"apps": sorted(granted)}
+        if time.monotonic() - apps_seen[0] > APPS_CACHE_SECONDS:
+            apps_seen[:] = [time.monotonic(), reader.apps()]
+        return {"apps": apps_seen[1]}
+
+    users = APIRouter(prefix="/api/apps/{app_id}", responses=ERRORS)
+
+    @users.get("/users", response_model=models.UsersPage, tags=["users"])
+    def users_list(
+        app_id: App,
+        q: Annotated[
+            str | None,
+            Query(
+                min_length=1,
+                max_length=200,
+                description="prefix of the user id (exact case), name or email (any case)",
+            ),
+        ] = None,
+        sort: Literal["last_seen", "signed_up"] = "last_seen",
+        limit: Limit = 50,
+        cursor: Cursor = None,
+    ) -> dict[str, Any]:
+        """The app's users, newest first by `sort`; with `q`, the users it finds (id matches,
+        then name matches, then email matches)."""
+        if q is not None:
+            rows, after = answer(lambda: reader.find_users(app_id, q, limit=limit, cursor=cursor))
+            return {"users": rows, "next_cursor": after, "total": None}
+        rows, after = reader.users(app_id, sort=sort, limit=limit, cursor=cursor)
+        return {"users": rows, "next_cursor": after, "total": reader.count_users(app_id)}
+
+    @users.get("/users/{user_id:path}/daily", response_model=models.Daily, tags=["users"])
+    def user_daily(app_id: App, user_id: str, span: Period) -> dict[str, Any]:
+        """Events and sessions per day of the period (all days, zeros included)."""
+        frm, to = span
+        return {"days": answer(lambda: reader.daily(app_id, "user", user_id, frm=frm, to=to))}
+
+    @users.get(
+        "/users/{user_id:path}/sessions", response_model=list[models.Session], tags=["users"]
+    )
+    def sessions(
+        app_id: App,
+        user_id: str,
+        span: Period,
+        limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+    ) -> list[dict[str, Any]]:
+        """The user's sessions of the period, newest first, each with its event breakdown."""
+        frm, to = span
+        return answer(lambda: reader.sessions(app_id, user_id, frm=frm, to=to, limit=limit))
+
+    @users.get(
+        "/users/{user_id:path}/sentiment", response_model=list[models.Response], tags=["users"]
+    )
+    def sentiment(app_id: App, user_id: str, span: Period) -> list[dict[str, Any]]:
+        """The user's NPS and survey responses of the period, newest first."""
+        frm, to = span
+        return answer(lambda: reader.sentiment(app_id, user_id, frm=frm, to=to))
+
+    @users.get(
+        "/users/{user_id:path}/engagement", response_model=list[models.Content], tags=["users"]
+    )
+    def engagement(app_id: App, user_id: str) -> list[dict[str, Any]]:
+        """The flows, spotlights, banners and checklists the user met, with their status."""
+        return answer(lambda: reader.engagement(app_id, user_id))
+
+    @users.get(
+        "/users/{user_id:path}/export",
+        tags=["users"],
+        response_class=Response,
+        responses={200: {"content": {"text/csv": {}, "application/json": {}}}},
+    )
+    def export(app_id: App, user_id: str, format: Literal["csv", "json"] = "json") -> Response:
+        """Everything of one user as a file: profile, sessions, sentiment, engagement."""
+        out = io.StringIO()
+        write_user(answer(lambda: user_document(reader, app_id, user_id)), format, out)
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{app_id}-{user_id}")[:100]
+        return Response(
+            out.getvalue(),
+            media_type="text/csv; charset=utf-8" if format == "csv" else "application/json",
+            headers={"Content-Disposition": f'attachment; filename="{name}.{format}"'},
+        )
+
+    @users.post(
+        "/users/{user_id:path}/commands",
+        status_code=202,
+        response_model=models.CommandSent,
+        tags=["commands"],
+        responses={503: {"model": models.Error, "description": "Kafka is not reachable"}},
+    )
+    async def command(app_id: App, user_id: str, body: models.CommandIn) -> dict[str, Any]:
+        """Publish an operator command for the user; the worker applies it a moment later."""
+        answer(lambda: reader.user(app_id, user_id))  # 404 for a user that does not exist
+        record = command_record(body.command, app_id, user_id, int(time.time() * 1000), body.reason)
+        try:
+            await publish_records([record], settings)
+        except Rejected as exc:
+            raise HTTPException(400, f"{exc.reason}: {exc.detail}") from None
+        except KafkaError as exc:
+            raise HTTPException(503, f"Kafka is not reachable: {exc}") from None
+        return {k: record[k] for k in ("command_id", "command", "user_id", "issued_at")}
+
+    @users.get("/companies", response_model=models.CompaniesPage, tags=["companies"])
+    def companies(app_id: App, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+        """The app's companies in id order."""
+        rows, after = reader.companies(app_id, limit=limit, cursor=cursor)
+        return {"companies": rows, "next_cursor": after, "total": reader.count_companies(app_id)}
+
+    @users.get(
+        "/companies/{company_id:path}/daily", response_model=models.Daily, tags=["companies"]
+    )
+    def company_daily(app_id: App, company_id: str, span: Period) -> dict[str, Any]:
+        """Events and sessions of the counted members per day of the period."""
+        frm, to = span
+        days = answer(lambda: reader.daily(app_id, "company", company_id, frm=frm, to=to))
+        return {"days": days}
+
+    @users.get(
+        "/companies/{company_id:path}/users",
+        response_model=list[models.CompanyUser],
+        tags=["companies"],
+    )
+    def company_users(app_id: App, company_id: str) -> list[dict[str, Any]]:
+        """Every current member, last seen first (excluded ones flagged)."""
+        return answer(lambda: reader.company_users(app_id, company_id))
+
+    @users.get("/segments", response_model=list[models.Segment], tags=["segments"])
+    def segments(app_id: App) -> list[dict[str, Any]]:
+        """The app's segments with their member counts."""
+        return list(reader.segments(app_id).values())
+
+    @users.get(
+        "/segments/{segment_id:path}/members", response_model=models.MembersPage, tags=["segments"]
+    )
+    def segment_members(
+        app_id: App, segment_id: str, limit: Limit = 50, cursor: Cursor = None
+    ) -> dict[str, Any]:
+        """One page of a segment's member ids, in id order."""
+        found = reader.segments(app_id).get(segment_id)
+        if found is None:
+            raise HTTPException(404, f"segment {segment_id!r} of app {app_id!r} not found")
+        ids, after = reader.segment_members(
+            app_id, segment_id, scope=found["scope"], limit=limit, cursor=cursor
+        )
+        return {"members": ids, "next_cursor": after}
+
+    # Last: an id may hold '/', so these would take every longer path above.
+    @users.get("/users/{user_id:path}", response_model=models.User, tags=["users"])
+    def user(app_id: App, user_id: str, span: Period, search: Search = None) -> dict[str, Any]:
+        """A user's profile: header, properties, segments and the overview of the period."""
+        frm, to = span
+        return answer(lambda: reader.user(app_id, user_id, frm=frm, to=to, search=search))
+
+    @users.get("/companies/{company_id:path}", response_model=models.Company, tags=["companies"])
+    def company(
+        app_id: App, company_id: str, span: Period, search: Search = None
+    ) -> dict[str, Any]:
+        """A company's profile: header, properties and the overview of its counted members."""
+        frm, to = span
+        return answer(lambda: reader.company(app_id, company_id, frm=frm, to=to, search=search))
+
+    api.include_router(users)
+    _errors(api)
+    api.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @api.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    return api
+
+
+def _errors(api: FastAPI) -> None:
+    """Every error is `{"error": "<one line>"}`."""
+
+    @api.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
+
+    @api.exception_handler(RequestValidationError)
+    async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"][1:]) or "request"
+        return JSONResponse({"error": f"bad parameter {where!r}: {first['msg']}"}, 400)
+
+    @api.exception_handler(redis.RedisError)
+    async def redis_down(_request: Request, exc: redis.RedisError) -> JSONResponse:
+        return JSONResponse({"error": f"Redis is not reachable: {exc}"}, 503)

@@ -1,0 +1,414 @@
+"""The explorer's HTTP API on real Kafka and Redis: every endpoint against the batch reference
+of DESIGN.md §3 (or the CLI, itself compared with it elsewhere), tokens, bad parameters."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import reference as ref
+from fastapi.testclient import TestClient
+from pipelinekit import ROOT, Pipeline
+
+from explorer.api import create_app
+from explorer.tokens import Tokens
+from projections.reader import Reader
+from streams.generate import generate
+from streams.redis_clients import sync_client
+
+# One process for the module: the fixture's pipeline is shared, and the last test checks
+# that the others called every documented endpoint.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("api")]
+
+ADMIN = "admin-token-0123456789abcdef"
+PATHS_CALLED: set[tuple[str, str]] = set()
+
+
+class Site:
+    """The pipeline's data, the API over it, and the batch reference."""
+
+    def __init__(self, pipeline: Pipeline, records: list[dict[str, Any]], now_ms: int) -> None:
+        self.pipeline = pipeline
+        self.records = records
+        self.now_ms = now_ms
+        self.apps = sorted({r["app_id"] for r in records})
+        self.token = {app: f"token-of-{app}-0123456789" for app in self.apps}
+        spec = ",".join(f"{a}={t}" for a, t in self.token.items()) + f",*={ADMIN}"
+        cfg = pipeline.settings
+        self.reader = Reader(sync_client(cfg), cfg.namespace)
+        self.client = TestClient(create_app(cfg, Tokens(spec), self.reader))
+
+    def get(
+        self, path: str, app: str | None = None, token: str | None = None, **params: Any
+    ) -> Any:
+        """GET as the app's own token (or `token`), noting the route for the coverage check."""
+        headers = {"Authorization": f"Bearer {token or self.token[app or self.apps[0]]}"}
+        return self.client.get(path, params=params, headers=headers)
+
+    def ok(self, path: str, app: str, route: str, **params: Any) -> Any:
+        PATHS_CALLED.add(("get", route))
+        response = self.get(path, app, **params)
+        assert response.status_code == 200, (path, params, response.text)
+        return response.json()
+
+    def user_ids(self, app: str) -> list[str]:
+        return [row["user_id"] for row in ref.users_list(self.records, app, now_ms=self.now_ms)]
+
+
+@pytest.fixture(scope="module")
+def site(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    pipeline = Pipeline(tmp_path_factory.mktemp("api"))
+    now_ms = int(time.time() * 1000)
+    records = generate(
+        users=90, apps=2, days=20, end_ms=now_ms, seed=21, commands=True, duplicates=0.03
+    )
+    pipeline.start_worker()
+    assert pipeline.publish_file(records).returncode == 0
+    pipeline.wait_idle()
+    for definition in sorted((ROOT / "examples" / "segments").iterdir()):
+        added = pipeline.cli("segments", "add", str(definition))
+        assert added.exit_code == 0, added.output
+    yield Site(pipeline, records, now_ms)
+    pipeline.stop()
+
+
+def busiest_user(site: Site) -> tuple[str, str]:
+    """(app, user) of a user with a company, sessions and a name."""
+    app = site.apps[0]
+    rows = ref.users_list(site.records, app, now_ms=site.now_ms)
+    best = max(
+        (r for r in rows if r["company_id"] and r["name"] and not r["excluded"]),
+        key=lambda r: (r["total_sessions"], r["user_id"]),
+    )
+    return app, best["user_id"]
+
+
+def test_user_views_equal_the_batch_reference(site: Site) -> None:
+    app, user = busiest_user(site)
+    base = f"/api/apps/{app}/users/{user}"
+    expected = ref.user_view(site.records, app, user, now_ms=site.now_ms)
+    got = site.ok(base, app, "/api/apps/{app_id}/users/{user_id}")
+    assert {k: v for k, v in got.items() if k != "segments"} == {
+        k: v for k, v in expected.items() if k != "segments"
+    }
+    assert got["segments"] == site.pipeline.cli_json("user", app, user)["segments"]
+
+    days = sorted(
+        {
+            s["started_at"][:10]
+            for s in ref.sessions_view(site.records, app, user, now_ms=site.now_ms)
+        }
+    )
+    frm, to = days[len(days) // 3], days[-1]
+    period = {"from": frm, "to": to}
+    got = site.ok(base, app, "/api/apps/{app_id}/users/{user_id}", **period, search="e")
+    want = ref.user_view(site.records, app, user, now_ms=site.now_ms, frm=frm, to=to, search="e")
+    assert got["overview"] == want["overview"]
+
+    sessions = site.ok(
+        f"{base}/sessions", app, "/api/apps/{app_id}/users/{user_id}/sessions", **period
+    )
+    assert sessions == ref.sessions_view(
+        site.records, app, user, now_ms=site.now_ms, frm=frm, to=to
+    )
+    limited = site.ok(
+        f"{base}/sessions", app, "/api/apps/{app_id}/users/{user_id}/sessions", limit=2
+    )
+    assert limited == ref.sessions_view(site.records, app, user, now_ms=site.now_ms)[:2]
+    sentiment = site.ok(f"{base}/sentiment", app, "/api/apps/{app_id}/users/{user_id}/sentiment")
+    assert sentiment == ref.sentiment_view(site.records, app, user, now_ms=site.now_ms)
+    engagement = site.ok(f"{base}/engagement", app, "/api/apps/{app_id}/users/{user_id}/engagement")
+    assert engagement == ref.engagement_view(site.records, app, user, now_ms=site.now_ms)
+
+
+def test_daily_figures_add_up_to_the_overview_every_day_listed(site: Site) -> None:
+    app, user = busiest_user(site)
+    company = site.ok(f"/api/apps/{app}/users/{user}", app, "/api/apps/{app_id}/users/{user_id}")[
+        "company_id"
+    ]
+    today = date.today().isoformat()
+    for route, entity_id in (
+        ("/api/apps/{app_id}/users/{user_id}", user),
+        ("/api/apps/{app_id}/companies/{company_id}", company),
+    ):
+        base = route.replace("{app_id}", app).rsplit("/", 1)[0] + f"/{entity_id}"
+        for period in ({}, {"from": "2026-01-01", "to": today}):
+            days = site.ok(f"{base}/daily", app, route + "/daily", **period)["days"]
+            overview = site.ok(base, app, route, **period)["overview"]
+            assert sum(d["events"] for d in days) == overview["total_events"] > 0
+            assert sum(d["sessions"] for d in days) == overview["sessions"] > 0
+            listed = [d["day"] for d in days]
+            if period:  # every day of the period, oldest first, zeros included
+                first = date.fromisoformat(period["from"])
+                assert listed == [
+                    (first + timedelta(days=n)).isoformat()
+                    for n in range((date.fromisoformat(today) - first).days + 1)
+                ]
+            else:  # from the first to the last day with figures
+                assert days[0]["events"] + days[0]["sessions"] > 0
+                assert days[-1]["events"] + days[-1]["sessions"] > 0
+                assert listed == sorted(set(listed))
+
+
+def search_reference(rows: list[dict[str, Any]], q: str) -> list[str]:
+    """What find_users promises: id matches (id order), then name, then email matches."""
+
+    def first(row: dict[str, Any]) -> str | None:
+        if row["user_id"].startswith(q):
+            return "id"
+        for name in ("name", "email"):
+            if (row[name] or "").casefold().startswith(q.casefold()):
+                return name
+        return None
+
+    out: list[str] = []
+    for stage, key in (
+        ("id", lambda r: r["user_id"].encode()),
+        ("name", lambda r: ((r["name"] or "").casefold().encode(), r["user_id"].encode())),
+        ("email", lambda r: ((r["email"] or "").casefold().encode(), r["user_id"].encode())),
+    ):
+        out += [r["user_id"] for r in sorted((r for r in rows if first(r) == stage), key=key)]
+    return out
+
+
+def pages(
+    site: Site, app: str, path: str, field: str, limit: int, route: str = "", **params: Any
+) -> list[Any]:
+    """Every row of a paged list, `limit` a page."""
+    out, cursor = [], None
+    for _ in range(1000):
+        query = {**params, "limit": limit, **({"cursor": cursor} if cursor else {})}
+        page = site.ok(path, app, route or path.replace(f"/{app}/", "/{app_id}/"), **query)
+        out += page[field]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return out
+    raise AssertionError("paging never ended")
+
+
+def test_users_list_and_search_page_through_exactly_the_reference(site: Site) -> None:
+    app = site.apps[0]
+    rows = ref.users_list(site.records, app, now_ms=site.now_ms)
+    path = f"/api/apps/{app}/users"
+    first = site.ok(path, app, "/api/apps/{app_id}/users", limit=7)
+    assert first["total"] == len(rows) and first["users"] == rows[:7]
+    assert pages(site, app, path, "users", 13) == rows
+    by_signup = ref.users_list(site.records, app, now_ms=site.now_ms, sort="signed_up")
+    assert pages(site, app, path, "users", 50, sort="signed_up") == by_signup
+
+    _app, user = busiest_user(site)
+    row = next(r for r in rows if r["user_id"] == user)
+    probes = {
+        user[:3],
+        user,
+        row["name"][:2].upper(),
+        row["name"][:1].lower(),
+        row["email"][:4].upper(),
+        "zzzz-none",
+    }
+    for q in sorted(probes):
+        found = pages(site, app, path, "users", 3, q=q)
+        assert [r["user_id"] for r in found] == search_reference(rows, q), q
+        assert all(r == next(x for x in rows if x["user_id"] == r["user_id"]) for r in found)
+    assert user in [
+        r["user_id"] for r in pages(site, app, path, "users", 50, q=row["name"][:2].upper())
+    ]
+
+
+def test_companies_list_and_views(site: Site) -> None:
+    app = site.apps[0]
+    expected = sorted(c for a, c in ref.company_ids(site.records, now_ms=site.now_ms) if a == app)
+    path = f"/api/apps/{app}/companies"
+    listed = pages(site, app, path, "companies", 4)
+    assert [c["company_id"] for c in listed] == expected
+    assert site.ok(path, app, "/api/apps/{app_id}/companies")["total"] == len(expected)
+    for row in listed[:5]:
+        company = row["company_id"]
+        base = f"{path}/{company}"
+        view = ref.company_view(site.records, app, company, now_ms=site.now_ms)
+        got = site.ok(base, app, "/api/apps/{app_id}/companies/{company_id}")
+        assert {k: v for k, v in got.items() if k != "segments"} == {
+            k: v for k, v in view.items() if k != "segments"
+        }
+        assert {k: row[k] for k in ("name", "users_count", "total_sessions", "last_seen_at")} == {
+            k: view[k] for k in ("name", "users_count", "total_sessions", "last_seen_at")
+        }
+        users = site.ok(f"{base}/users", app, "/api/apps/{app_id}/companies/{company_id}/users")
+        assert users == ref.company_users_view(site.records, app, company, now_ms=site.now_ms)
+
+
+def test_segments_and_their_members(site: Site) -> None:
+    app = site.apps[0]
+    listed = site.ok(f"/api/apps/{app}/segments", app, "/api/apps/{app_id}/segments")
+    cli = [s for s in site.pipeline.cli_json("segments", "list") if s["app_id"] == app]
+    assert listed == cli and listed, "the examples define segments of the first app"
+    for segment in listed:
+        path = f"/api/apps/{app}/segments/{segment['id']}/members"
+        route = "/api/apps/{app_id}/segments/{segment_id}/members"
+        members = pages(site, app, path, "members", 5, route)
+        assert members == site.pipeline.cli_json("segments", "members", segment["id"])
+        assert len(members) == segment["members"]
+
+
+def test_exports(site: Site) -> None:
+    app, user = busiest_user(site)
+    route = ("get", "/api/apps/{app_id}/users/{user_id}/export")
+    PATHS_CALLED.add(route)
+    as_json = site.get(f"/api/apps/{app}/users/{user}/export", app, format="json")
+    assert as_json.status_code == 200
+    assert "attachment" in as_json.headers["content-disposition"]
+    doc = as_json.json()
+    assert doc["profile"]["user_id"] == user
+    assert doc["sessions"] == ref.sessions_view(site.records, app, user, now_ms=site.now_ms)
+    as_csv = site.get(f"/api/apps/{app}/users/{user}/export", app, format="csv")
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    assert as_csv.text.splitlines()[0] == "section,item,field,value"
+    assert f"profile,,user_id,{user}" in as_csv.text.splitlines()
+
+
+def test_tokens_grant_their_own_apps_only(site: Site) -> None:
+    a, b = site.apps[0], site.apps[1]
+    user = site.user_ids(b)[0]
+    assert site.get("/api/apps", a).json() == {"apps": [a]}
+    assert site.get("/api/apps", token=ADMIN).json() == {"apps": site.apps}
+    PATHS_CALLED.add(("get", "/api/apps"))
+    for path in (
+        f"/api/apps/{b}/users",
+        f"/api/apps/{b}/users/{user}",
+        f"/api/apps/{b}/users/{user}/sessions",
+        f"/api/apps/{b}/companies",
+        f"/api/apps/{b}/segments",
+    ):
+        assert site.get(path, token=site.token[a]).status_code == 403
+        assert site.get(path, token=site.token[b]).status_code == 200
+        assert site.get(path, token=ADMIN).status_code == 200
+        assert site.client.get(path).status_code == 401
+        wrong = site.get(path, token="not-a-token-at-all-1234")
+        assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+        assert "error" in wrong.json()
+    refused = site.client.post(
+        f"/api/apps/{b}/users/{user}/commands",
+        json={"command": "exclude"},
+        headers={"Authorization": f"Bearer {site.token[a]}"},
+    )
+    assert refused.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status", "says"),
+    [
+        ("users/{user}", {"from": "2026-13-01"}, 400, "not a day"),
+        ("users/{user}", {"from": "2026-11-10", "to": "2026-11-01"}, 400, "after"),
+        ("users/{user}/daily", {"from": "2001-01-01", "to": "2026-01-01"}, 400, "at most"),
+        ("users", {"limit": "0"}, 400, "'limit'"),
+        ("users", {"limit": "many"}, 400, "'limit'"),
+        ("users", {"sort": "name"}, 400, "'sort'"),
+        ("users", {"q": ""}, 400, "'q'"),
+        ("users", {"q": "a", "cursor": "bogus"}, 400, "cursor"),
+        ("users/{user}/sessions", {"limit": "-3"}, 400, "'limit'"),
+        ("users/{user}/export", {"format": "xml"}, 400, "'format'"),
+        ("users/no-such-user", {}, 404, "not found"),
+        ("users/no-such-user/sessions", {}, 404, "not found"),
+        ("users/no-such-user/daily", {}, 404, "not found"),
+        ("users/no-such-user/export", {}, 404, "not found"),
+        ("companies/no-such-company", {}, 404, "not found"),
+        ("companies/no-such-company/users", {}, 404, "not found"),
+        ("segments/no-such-segment/members", {}, 404, "not found"),
+    ],
+)
+def test_bad_parameters_get_one_line_errors(
+    site: Site, path: str, params: dict[str, str], status: int, says: str
+) -> None:
+    app, user = busiest_user(site)
+    response = site.get(f"/api/apps/{app}/" + path.format(user=user), app, **params)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert says in error and "\n" not in error
+
+
+def test_bad_command_bodies(site: Site) -> None:
+    app, user = busiest_user(site)
+    headers = {"Authorization": f"Bearer {site.token[app]}"}
+    url = f"/api/apps/{app}/users/{user}/commands"
+    for body in ({"command": "explode"}, {}, {"command": "exclude", "reason": "x" * 501}):
+        response = site.client.post(url, json=body, headers=headers)
+        assert response.status_code == 400 and "error" in response.json(), body
+    missing = site.client.post(
+        f"/api/apps/{app}/users/nobody-here/commands", json={"command": "exclude"}, headers=headers
+    )
+    assert missing.status_code == 404
+
+
+def wait_for(check: Any, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "the worker did not apply the command in time"
+        time.sleep(0.3)
+
+
+def test_commands_reach_the_worker_and_change_the_company(site: Site) -> None:
+    app, user = busiest_user(site)
+    PATHS_CALLED.add(("post", "/api/apps/{app_id}/users/{user_id}/commands"))
+    profile = site.get(f"/api/apps/{app}/users/{user}", app).json()
+    company_path = f"/api/apps/{app}/companies/{profile['company_id']}"
+    before = site.get(company_path, app).json()
+    headers = {"Authorization": f"Bearer {site.token[app]}"}
+    url = f"/api/apps/{app}/users/{user}/commands"
+
+    sent = site.client.post(url, json={"command": "exclude", "reason": "api test"}, headers=headers)
+    assert sent.status_code == 202, sent.text
+    assert sent.json()["command"] == "exclude" and sent.json()["user_id"] == user
+    after = wait_for(
+        lambda: (
+            (c := site.get(company_path, app).json())["users_count"] == before["users_count"] - 1
+            and c
+        )
+    )
+    assert after["total_sessions"] == before["total_sessions"] - profile["total_sessions"]
+    assert site.get(f"/api/apps/{app}/users/{user}", app).json()["excluded"] is True
+
+    sent = site.client.post(url, json={"command": "include"}, headers=headers)
+    assert sent.status_code == 202
+    wait_for(lambda: site.get(company_path, app).json()["users_count"] == before["users_count"])
+    assert site.get(company_path, app).json()["total_sessions"] == before["total_sessions"]
+
+
+def test_the_openapi_document_lists_every_endpoint_the_tests_call(site: Site) -> None:
+    doc = site.client.get("/api/openapi.json").json()
+    documented = {
+        (method, path.replace(":path", ""))
+        for path, item in doc["paths"].items()
+        for method in item
+    }
+    assert documented - PATHS_CALLED == set()
+    assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_the_page_and_its_files_are_served(site: Site) -> None:
+    page = site.client.get("/")
+    assert page.status_code == 200 and "<script" in page.text
+    for name in sorted(p.name for p in (ROOT / "explorer" / "static").iterdir()):
+        assert site.client.get(f"/static/{name}").status_code == 200, name
+
+
+def test_serve_refuses_bad_settings_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+
+    from pipelinekit import PROFILES
+
+    bad = subprocess.run(
+        [PROFILES, "serve", "--port", "0"],
+        env={"PATH": "/usr/bin:/bin", "PROFILES_API_TOKENS": "app-1=short"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1 and "PROFILES_API_TOKENS" in bad.stderr
