@@ -33,7 +33,7 @@ Company hash `{ns}:{app}:c:{<company>}` fields (values msgpack):
 Users index `{ns}:{app}:ix:{sort}:{bucket}` (sorted sets of score 0, 16 buckets by user):
   sort `last_seen` / `signed_up`: members `<inverted time, 14 digits>:<user as UTF-8 hex>`, so their
   lexicographic order is newest first, nulls last, then user id; sort `id`: `0:<user>`, the
-  stable order exports resume in; `name` / `email`: `<case-folded text as UTF-8 hex>:<user>`,
+  stable order exports resume in; `name` / `email`: `<case-folded text as UTF-8 hex>-<user>`,
   for prefix search (absent when the user has none). A hint for listing: the header is the
   truth.
 
@@ -140,7 +140,8 @@ def _ordered(user_id: str) -> str:
 
 
 def index_user(member: str) -> str:
-    return bytes.fromhex(member.split(":", 1)[1]).decode()
+    """The user (or company) of an index entry: the hex after its last separator."""
+    return bytes.fromhex(member[max(member.rfind(":"), member.rfind("-")) + 1 :]).decode()
 
 
 def index_members(header: dict[str, Any], user_id: str) -> dict[str, str]:
@@ -161,8 +162,9 @@ def search_key(text: str) -> str:
 
 
 def search_member(text: str, user_id: str) -> str:
-    """A user's entry in the `name` / `email` index: lexical order is the folded text's."""
-    return f"{search_key(text)}:{_ordered(user_id)}"
+    """A user's entry in the `name` / `email` index, in the folded text's order then the
+    user's: `-` sorts below every hex digit, so "bo" comes before "bob"."""
+    return f"{search_key(text)}-{_ordered(user_id)}"
 
 
 def id_member(user_id: str) -> str:
