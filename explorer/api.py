@@ -1,7 +1,6 @@
 """The explorer: the §4 views over HTTP (the reader library as JSON), the operator commands,
 and the web page in explorer/static. `profiles serve` runs it; /api/docs documents it."""
 
-
 import io
 import re
 import time
