@@ -12,6 +12,7 @@ import redis
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -40,18 +41,22 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 T = TypeVar("T")
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="rows per page")]
-Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page")]
+Cursor = Annotated[
+    str | None, Query(min_length=1, description="`next_cursor` of the previous page")
+]
 Search = Annotated[
     str | None,
     Query(max_length=200, description="case-insensitive substring of event names and pages"),
 ]
 
 
+def _day(**options: Any) -> Any:
+    return Query(pattern=r"^\d{4}-\d{2}-\d{2}$", json_schema_extra={"format": "date"}, **options)
+
+
 def period(
-    frm: Annotated[
-        str | None, Query(alias="from", description="first UTC day, YYYY-MM-DD (inclusive)")
-    ] = None,
-    to: Annotated[str | None, Query(description="last UTC day, YYYY-MM-DD (inclusive)")] = None,
+    frm: Annotated[str | None, _day(alias="from", description="first UTC day (inclusive)")] = None,
+    to: Annotated[str | None, _day(description="last UTC day (inclusive)")] = None,
 ) -> tuple[str | None, str | None]:
     """The period of a view; all time when neither bound is given."""
     try:
@@ -104,10 +109,26 @@ def create_app(settings: Settings, tokens: Tokens, reader: Reader) -> FastAPI:
             raise HTTPException(403, f"this token does not grant app {app_id!r}")
         return app_id
 
+    def known_parameters(request: Request) -> None:
+        """A parameter the operation does not have is refused (a typo is not ignored)."""
+        route = request.scope["route"]
+        operation = api.openapi()["paths"][route.path_format][request.method.lower()]
+        known = sorted(p["name"] for p in operation.get("parameters", []) if p["in"] == "query")
+        unknown = sorted(set(request.query_params) - set(known))
+        if unknown:
+            hint = f" (known: {', '.join(known)})" if known else ""
+            raise HTTPException(400, f"unknown parameter {unknown[0]!r}{hint}")
+
     App = Annotated[str, Depends(app_access)]
     apps_seen: list[Any] = [0.0, []]  # (when, apps) of the last key-space scan
 
-    @api.get("/api/apps", response_model=models.Apps, responses=ERRORS, tags=["apps"])
+    @api.get(
+        "/api/apps",
+        response_model=models.Apps,
+        responses=ERRORS,
+        tags=["apps"],
+        dependencies=[Depends(known_parameters)],
+    )
     def apps(credentials: Credentials) -> dict[str, Any]:
         """The apps this token may read."""
         granted = tokens.apps(token_of(credentials))
@@ -117,7 +138,9 @@ def create_app(settings: Settings, tokens: Tokens, reader: Reader) -> FastAPI:
             apps_seen[:] = [time.monotonic(), reader.apps()]
         return {"apps": apps_seen[1]}
 
-    users = APIRouter(prefix="/api/apps/{app_id}", responses=ERRORS)
+    users = APIRouter(
+        prefix="/api/apps/{app_id}", responses=ERRORS, dependencies=[Depends(known_parameters)]
+    )
 
     @users.get("/users", response_model=models.UsersPage, tags=["users"])
     def users_list(
@@ -273,6 +296,7 @@ def create_app(settings: Settings, tokens: Tokens, reader: Reader) -> FastAPI:
 
     api.include_router(users)
     _errors(api)
+    api.openapi = lambda: _without_422(api)  # type: ignore[method-assign]
     api.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @api.get("/", include_in_schema=False)
@@ -280,6 +304,21 @@ def create_app(settings: Settings, tokens: Tokens, reader: Reader) -> FastAPI:
         return FileResponse(STATIC / "index.html")
 
     return api
+
+
+def _without_422(api: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, without FastAPI's 422 answers: a bad parameter gets a 400 here."""
+    if api.openapi_schema is None:
+        doc = get_openapi(
+            title=api.title, version=api.version, description=api.description, routes=api.routes
+        )
+        for item in doc["paths"].values():
+            for operation in item.values():
+                operation["responses"].pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            doc.get("components", {}).get("schemas", {}).pop(name, None)
+        api.openapi_schema = doc
+    return api.openapi_schema
 
 
 def _errors(api: FastAPI) -> None:

@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaError
 from projections import keys, namespaces
 from projections.namespaces import Pointer
 from replay.rebuild import Progress, rebuild
-from streams.kafka import delete_groups
+from streams.kafka import committed_offsets, delete_groups
 from streams.settings import Settings
 
 # Readers re-read the pointer every 0.5 s and a live batch takes well under this: after a
@@ -78,6 +78,12 @@ async def start_or_resume(client: Any, settings: Settings, wanted: str | None) -
         raise ReplayError(f"{target!r} cannot be the new namespace")
     if not await is_empty(client, target):
         raise ReplayError(f"namespace {target!r} already holds keys; choose another")
+    # A group of this name can be left by a replay whose pointer Redis lost since: resumed, it
+    # would skip every record it had read, and the flip would show empty views.
+    group = replay_group(settings, target)
+    await forget_group(settings, group)
+    if await committed_offsets(settings, group):
+        raise ReplayError(f"consumer group {group!r} of an earlier replay is still in use")
     started = Pointer(pointer.current, target)
     async with client.pipeline(transaction=True) as pipe:  # only if nobody moved it meanwhile
         await pipe.watch(keys.pointer(base))

@@ -122,3 +122,57 @@ def test_replay_rebuilds_flips_and_resumes(pipeline: Any) -> None:
         "live": "Tampered",
         "rebuilt": snapshot[(app, user)]["name"],
     } in found
+
+
+async def _commit_at_end(settings: Any, group: str) -> int:
+    """Commit `group` at the end of every source partition, as a finished read leaves it."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from streams.kafka import client_options
+    from streams.topics import Topics
+
+    consumer = AIOKafkaConsumer(
+        **client_options(settings), group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tps = [
+            TopicPartition(t, p)
+            for t in Topics(settings.topic_prefix).sources
+            for p in range(settings.partitions)
+        ]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.commit({tp: end for tp, end in ends.items()})
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+def test_a_replay_ignores_the_group_an_earlier_replay_left(pipeline: Any) -> None:
+    """Redis lost a replay's pointer (and its namespace) but Kafka kept the replay's group,
+    committed at the end: a new replay into the same name must read every record again."""
+    import asyncio
+
+    from replay.flip import replay_group
+
+    now_ms = int(time.time() * 1000)
+    records = generate(users=25, days=5, end_ms=now_ms, seed=8)
+    pipeline.start_worker()
+    assert pipeline.publish_file(records).returncode == 0
+    pipeline.wait_idle()
+    before = compare_users(pipeline, records, now_ms)
+    ns = pipeline.settings.namespace
+    stale = replay_group(pipeline.settings, f"{ns}-1")
+    assert asyncio.run(_commit_at_end(pipeline.settings, stale)) > 0
+    done = subprocess.run(
+        [PROFILES, "replay", "--json"],
+        env=pipeline.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["replayed"] == len(records)
+    assert pointer(pipeline).current == f"{ns}-1"
+    assert compare_users(pipeline, records, now_ms) == before
