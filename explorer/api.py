@@ -299,7 +299,7 @@ def create_app(settings: Settings, tokens: Tokens, reader: Reader) -> FastAPI:
     api.openapi = lambda: _without_422(api)  # type: ignore[method-assign]
     api.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @api.get("/", include_in_schema=False)
+    @api.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 

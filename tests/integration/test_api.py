@@ -68,14 +68,16 @@ def site(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     records = generate(
         users=90, apps=2, days=20, end_ms=now_ms, seed=21, commands=True, duplicates=0.03
     )
-    pipeline.start_worker()
-    assert pipeline.publish_file(records).returncode == 0
-    pipeline.wait_idle()
-    for definition in sorted((ROOT / "examples" / "segments").iterdir()):
-        added = pipeline.cli("segments", "add", str(definition))
-        assert added.exit_code == 0, added.output
-    yield Site(pipeline, records, now_ms)
-    pipeline.stop()
+    try:
+        pipeline.start_worker()
+        assert pipeline.publish_file(records).returncode == 0
+        pipeline.wait_idle()
+        for definition in sorted((ROOT / "examples" / "segments").iterdir()):
+            added = pipeline.cli("segments", "add", str(definition))
+            assert added.exit_code == 0, added.output
+        yield Site(pipeline, records, now_ms)
+    finally:  # also when the setup fails: no worker outlives the module
+        pipeline.stop()
 
 
 def busiest_user(site: Site) -> tuple[str, str]:
@@ -419,6 +421,7 @@ def test_the_openapi_document_lists_every_endpoint_the_tests_call(site: Site) ->
 def test_the_page_and_its_files_are_served(site: Site) -> None:
     page = site.client.get("/")
     assert page.status_code == 200 and "<script" in page.text
+    assert site.client.head("/").status_code == 200  # health checks probe with HEAD
     for name in sorted(p.name for p in (ROOT / "explorer" / "static").iterdir()):
         assert site.client.get(f"/static/{name}").status_code == 200, name
 
