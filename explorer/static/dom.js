@@ -125,6 +125,22 @@ export function loading() {
   return h("div", { class: "loading", testid: "loading" }, "Loading…");
 }
 
+/** A link to a user or company: avatar with initials, then name and id (`square` for a company). */
+export function personLink(href, testid, name, id, square = false) {
+  const avatar = square ? "avatar avatar-sm avatar-square" : "avatar avatar-sm";
+  return h(
+    "a",
+    { class: "person", href, testid },
+    h("span", { class: avatar }, initials(name, id)),
+    h(
+      "span",
+      { class: "person-text" },
+      h("span", { class: "person-name" }, name || id),
+      h("span", { class: "mono muted" }, id),
+    ),
+  );
+}
+
 /** A table: columns [{label, cell(row) -> node|text, class}], with a testid per row. */
 export function table(columns, rows, { rowTestid, rowAttrs, testid, emptyText } = {}) {
   if (!rows.length) return empty(emptyText || "Nothing here yet.");

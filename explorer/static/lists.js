@@ -1,7 +1,7 @@
 // The app's users and companies, a page at a time.
 
 import { get, paths } from "./api.js";
-import { ago, badge, debounce, empty, fmtNumber, h, initials, loading, table } from "./dom.js";
+import { ago, badge, debounce, empty, fmtNumber, h, loading, personLink, table } from "./dom.js";
 import { href } from "./ui.js";
 
 const PAGE = 50;
@@ -39,11 +39,37 @@ function pager(load, render) {
   return { moreBox, reload: () => fetchPage(true) };
 }
 
+/** A list's table in a card, a page at a time (pager), and the line that counts its rows.
+ * `spec`: totalTestid (of that line), load(cursor) -> the API's page, rowsKey (where its rows
+ * are), failText, caption(rows, page) -> that line, columns, table (options), emptyText(). */
+function pagedTable(ctx, spec) {
+  const subtitle = h("p", { class: "muted", testid: spec.totalTestid }, "");
+  const box = h("div", { class: "card card-flush" }, loading());
+  const { moreBox, reload } = pager(
+    async (cursor) => {
+      try {
+        const answer = await spec.load(cursor);
+        return { rows: answer[spec.rowsKey], next: answer.next_cursor, total: answer.total };
+      } catch (exc) {
+        ctx.fail(exc);
+        if (cursor === null) box.replaceChildren(empty(spec.failText));
+        return null;
+      }
+    },
+    (rows, answer) => {
+      subtitle.textContent = spec.caption(rows, answer);
+      box.replaceChildren(
+        table(spec.columns, rows, { ...spec.table, emptyText: spec.emptyText() }),
+      );
+    },
+  );
+  return { subtitle, box, moreBox, reload };
+}
+
 export function usersList(ctx, app, query) {
   const q = query.get("q") || "";
   const sort = query.get("sort") === "signed_up" ? "signed_up" : "last_seen";
   const state = { q, sort };
-  const subtitle = h("p", { class: "muted", testid: "users-total" }, "");
   const search = h("input", {
     class: "input input-search",
     type: "search",
@@ -58,23 +84,11 @@ export function usersList(ctx, app, query) {
     h("option", { value: "last_seen", selected: sort === "last_seen" }, "Last seen"),
     h("option", { value: "signed_up", selected: sort === "signed_up" }, "Signed up"),
   );
-  const box = h("div", { class: "card card-flush" }, loading());
 
   const columns = [
     {
       label: "User",
-      cell: (u) =>
-        h(
-          "a",
-          { class: "person", href: href.user(app, u.user_id), testid: "user-link" },
-          h("span", { class: "avatar avatar-sm" }, initials(u.name, u.user_id)),
-          h(
-            "span",
-            { class: "person-text" },
-            h("span", { class: "person-name" }, u.name || u.user_id),
-            h("span", { class: "mono muted" }, u.user_id),
-          ),
-        ),
+      cell: (u) => personLink(href.user(app, u.user_id), "user-link", u.name, u.user_id),
     },
     { label: "Email", cell: (u) => u.email || "—", class: "wrap" },
     {
@@ -89,33 +103,23 @@ export function usersList(ctx, app, query) {
     { label: "", cell: (u) => (u.excluded ? badge("Excluded", "warn", "excluded-badge") : "") },
   ];
 
-  const { moreBox, reload } = pager(
-    async (cursor) => {
-      try {
-        const params = { q: state.q, sort: state.sort, limit: PAGE, cursor };
-        const answer = await get(paths.users(app), params);
-        return { rows: answer.users, next: answer.next_cursor, total: answer.total };
-      } catch (exc) {
-        ctx.fail(exc);
-        if (cursor === null) box.replaceChildren(empty("Could not load the users."));
-        return null;
-      }
+  const { subtitle, box, moreBox, reload } = pagedTable(ctx, {
+    totalTestid: "users-total",
+    load: (cursor) => get(paths.users(app), { q: state.q, sort: state.sort, limit: PAGE, cursor }),
+    rowsKey: "users",
+    failText: "Could not load the users.",
+    caption: (rows, answer) =>
+      answer.total === null || answer.total === undefined
+        ? `${rows.length}${answer.next ? "+" : ""} matching “${state.q}”`
+        : `${fmtNumber(answer.total)} users`,
+    columns,
+    table: {
+      rowTestid: "user-row",
+      rowAttrs: (u) => ({ "data-user-id": u.user_id }),
+      testid: "users-table",
     },
-    (rows, answer) => {
-      subtitle.textContent =
-        answer.total === null || answer.total === undefined
-          ? `${rows.length}${answer.next ? "+" : ""} matching “${state.q}”`
-          : `${fmtNumber(answer.total)} users`;
-      box.replaceChildren(
-        table(columns, rows, {
-          rowTestid: "user-row",
-          rowAttrs: (u) => ({ "data-user-id": u.user_id }),
-          testid: "users-table",
-          emptyText: state.q ? "No user matches." : "No users yet.",
-        }),
-      );
-    },
-  );
+    emptyText: () => (state.q ? "No user matches." : "No users yet."),
+  });
 
   const remember = () => {
     // Keep the list's state in the URL (back/forward, reload) without a new history entry.
@@ -152,55 +156,34 @@ export function usersList(ctx, app, query) {
 }
 
 export function companiesList(ctx, app) {
-  const subtitle = h("p", { class: "muted", testid: "companies-total" }, "");
-  const box = h("div", { class: "card card-flush" }, loading());
   const columns = [
     {
       label: "Company",
       cell: (c) =>
-        h(
-          "a",
-          { class: "person", href: href.company(app, c.company_id), testid: "company-link" },
-          h("span", { class: "avatar avatar-sm avatar-square" }, initials(c.name, c.company_id)),
-          h(
-            "span",
-            { class: "person-text" },
-            h("span", { class: "person-name" }, c.name || c.company_id),
-            h("span", { class: "mono muted" }, c.company_id),
-          ),
-        ),
+        personLink(href.company(app, c.company_id), "company-link", c.name, c.company_id, true),
     },
     { label: "Users", cell: (c) => fmtNumber(c.users_count), class: "num" },
     { label: "Sessions", cell: (c) => fmtNumber(c.total_sessions), class: "num" },
     { label: "Last seen", cell: (c) => ago(c.last_seen_at) },
   ];
-  const { moreBox, reload } = pager(
-    async (cursor) => {
-      try {
-        const answer = await get(paths.companies(app), { limit: PAGE, cursor });
-        return { rows: answer.companies, next: answer.next_cursor, total: answer.total };
-      } catch (exc) {
-        ctx.fail(exc);
-        if (cursor === null) box.replaceChildren(empty("Could not load the companies."));
-        return null;
-      }
+  const { subtitle, box, moreBox, reload } = pagedTable(ctx, {
+    totalTestid: "companies-total",
+    load: (cursor) => get(paths.companies(app), { limit: PAGE, cursor }),
+    rowsKey: "companies",
+    failText: "Could not load the companies.",
+    // `total` is an extra of the API (not in every version): the rows shown otherwise.
+    caption: (rows, answer) =>
+      typeof answer.total === "number"
+        ? `${fmtNumber(answer.total)} companies`
+        : `${rows.length}${answer.next ? "+" : ""} companies`,
+    columns,
+    table: {
+      rowTestid: "company-row",
+      rowAttrs: (c) => ({ "data-company-id": c.company_id }),
+      testid: "companies-table",
     },
-    (rows, answer) => {
-      // `total` is an extra of the API (not in every version): the rows shown otherwise.
-      subtitle.textContent =
-        typeof answer.total === "number"
-          ? `${fmtNumber(answer.total)} companies`
-          : `${rows.length}${answer.next ? "+" : ""} companies`;
-      box.replaceChildren(
-        table(columns, rows, {
-          rowTestid: "company-row",
-          rowAttrs: (c) => ({ "data-company-id": c.company_id }),
-          testid: "companies-table",
-          emptyText: "No companies yet.",
-        }),
-      );
-    },
-  );
+    emptyText: () => "No companies yet.",
+  });
   reload();
   return {
     el: h(

@@ -13,7 +13,7 @@ import {
   fmtTime,
   fmtValue,
   h,
-  initials,
+  personLink,
   table,
 } from "./dom.js";
 import { href, periodOf, periodPicker, setPeriod } from "./ui.js";
@@ -100,10 +100,9 @@ export function overviewTab(ctx, state, base, profile, days, extra) {
       }
     }, 250),
   );
-  return h(
-    "div",
-    { class: "stack" },
-    periodBar(ctx, state),
+  return periodTab(
+    ctx,
+    state,
     h(
       "div",
       { class: "grid-3" },
@@ -128,14 +127,12 @@ export function overviewTab(ctx, state, base, profile, days, extra) {
   );
 }
 
-function periodBar(ctx, state) {
-  return h(
-    "div",
-    { class: "toolbar" },
-    periodPicker(periodOf(state.query), (period) =>
-      ctx.replace(changed(state.query, (q) => setPeriod(q, period))),
-    ),
+/** A tab of the page's period: the period picker above the tab's body. */
+function periodTab(ctx, state, ...body) {
+  const picker = periodPicker(periodOf(state.query), (period) =>
+    ctx.replace(changed(state.query, (q) => setPeriod(q, period))),
   );
+  return h("div", { class: "stack" }, h("div", { class: "toolbar" }, picker), body);
 }
 
 // ---- user tabs ----------------------------------------------------------------------------
@@ -172,10 +169,9 @@ export function sessionsTab(ctx, state, sessions) {
     sessions.length >= SESSION_LIMIT
       ? `the newest ${SESSION_LIMIT} sessions of the period`
       : `${sessions.length} session${sessions.length === 1 ? "" : "s"} in the period, newest first`;
-  return h(
-    "div",
-    { class: "stack" },
-    periodBar(ctx, state),
+  return periodTab(
+    ctx,
+    state,
     h("p", { class: "muted", testid: "sessions-note" }, note),
     sessions.length
       ? h("div", { class: "card card-flush sessions" }, list)
@@ -189,10 +185,9 @@ export function npsKind(score) {
 }
 
 export function sentimentTab(ctx, state, profile, rows) {
-  return h(
-    "div",
-    { class: "stack" },
-    periodBar(ctx, state),
+  return periodTab(
+    ctx,
+    state,
     h(
       "div",
       { class: "grid-3" },
@@ -316,18 +311,7 @@ export function companyUsersTab(app, rows) {
       [
         {
           label: "User",
-          cell: (u) =>
-            h(
-              "a",
-              { class: "person", href: href.user(app, u.user_id), testid: "user-link" },
-              h("span", { class: "avatar avatar-sm" }, initials(u.name, u.user_id)),
-              h(
-                "span",
-                { class: "person-text" },
-                h("span", { class: "person-name" }, u.name || u.user_id),
-                h("span", { class: "mono muted" }, u.user_id),
-              ),
-            ),
+          cell: (u) => personLink(href.user(app, u.user_id), "user-link", u.name, u.user_id),
         },
         { label: "Email", cell: (u) => u.email || "—", class: "wrap" },
         { label: "Last seen", cell: (u) => ago(u.last_seen_at) },

@@ -1,11 +1,11 @@
-// The user and company profile pages: header, tabs (panels.js) and operator actions.
+// The user and company profile pages: header, tabs (panels.js) and operator actions; the frame
+// they share (tab bar, loading, errors) is profile-page.js.
 
 import { ApiError, download, get, paths, post } from "./api.js";
-import { ago, badge, empty, fmtDate, fmtNumber, h, initials, loading } from "./dom.js";
+import { ago, badge, fmtDate, fmtNumber, h, initials } from "./dom.js";
 import {
   SESSION_LIMIT,
   card,
-  changed,
   companyUsersTab,
   engagementTab,
   keyValues,
@@ -16,7 +16,8 @@ import {
   sentimentTab,
   sessionsTab,
 } from "./panels.js";
-import { clearNotice, confirmDialog, href, notify, periodOf, tabs } from "./ui.js";
+import { pageState, profilePage } from "./profile-page.js";
+import { clearNotice, confirmDialog, href, notify } from "./ui.js";
 
 const USER_TABS = [
   ["overview", "Overview"],
@@ -33,11 +34,6 @@ const COMPANY_TABS = [
 const POLL_MS = 1000;
 const POLL_TRIES = 60;
 
-function tabOf(query, list) {
-  const tab = query.get("tab");
-  return list.some(([id]) => id === tab) ? tab : list[0][0];
-}
-
 function fact(label, value, testid) {
   return h(
     "div",
@@ -45,11 +41,6 @@ function fact(label, value, testid) {
     h("span", { class: "fact-label" }, label),
     h("span", { class: "fact-value", testid }, value),
   );
-}
-
-/** A page's state shared by its tabs: which query is shown, and whether it is still shown. */
-function pageState() {
-  return { alive: true, seq: 0, query: new URLSearchParams(), search: "" };
 }
 
 // ---- user page ----------------------------------------------------------------------------
@@ -90,11 +81,7 @@ const COMMANDS = {
 export function userProfile(ctx, app, userId) {
   const base = paths.user(app, userId);
   const state = pageState();
-  let profile = null;
   let busy = false;
-  const head = h("div", { class: "profile-head" }, loading());
-  const tabBar = h("div", {});
-  const panel = h("div", { class: "panel", testid: "tab-panel" });
 
   async function tabContent(tab, period) {
     const range = { from: period.from, to: period.to };
@@ -121,42 +108,18 @@ export function userProfile(ctx, app, userId) {
     return (p) => propertiesTab(p);
   }
 
-  async function update(query) {
-    state.query = query;
-    const tab = tabOf(query, USER_TABS);
-    const period = periodOf(query);
-    tabBar.replaceChildren(
-      tabs(USER_TABS, tab, (id) => href.user(app, userId, changed(query, (q) => q.set("tab", id)))),
-    );
-    const mine = ++state.seq;
-    panel.replaceChildren(loading());
-    panel.setAttribute("data-tab", tab);
-    panel.setAttribute("data-state", "loading");
-    try {
-      const search = tab === "overview" ? state.search : null;
-      const [p, render] = await Promise.all([
-        get(base, { from: period.from, to: period.to, search }),
-        tabContent(tab, period),
-      ]);
-      if (!state.alive || mine !== state.seq) return;
-      profile = p;
-      head.replaceChildren(userHead(p));
-      panel.replaceChildren(render(p));
-      panel.setAttribute("data-state", "ready");
-    } catch (exc) {
-      if (!state.alive || mine !== state.seq) return;
-      ctx.fail(exc);
-      panel.setAttribute("data-state", "error");
-      if (exc instanceof ApiError && exc.status === 404) {
-        head.replaceChildren(empty(`No user ${userId} in app ${app}.`));
-        tabBar.replaceChildren();
-        panel.replaceChildren();
-      } else {
-        panel.replaceChildren(empty("Could not load this tab."));
-        if (!profile) head.replaceChildren(empty(`User ${userId} could not be loaded.`));
-      }
-    }
-  }
+  const page = profilePage(ctx, state, {
+    base,
+    tabs: USER_TABS,
+    link: (query) => href.user(app, userId, query),
+    content: tabContent,
+    head: userHead,
+    missing: `No user ${userId} in app ${app}.`,
+    broken: `User ${userId} could not be loaded.`,
+    attrs: { testid: "user-page", "data-user-id": userId },
+    crumb: h("a", { href: href.users(app), testid: "crumb-users" }, "Users"),
+    id: userId,
+  });
 
   function userHead(p) {
     const actions = h(
@@ -260,7 +223,7 @@ export function userProfile(ctx, app, userId) {
 
   function setBusy(value) {
     busy = value;
-    for (const button of head.querySelectorAll(".actions button")) button.disabled = value;
+    for (const button of page.head.querySelectorAll(".actions button")) button.disabled = value;
   }
 
   async function run(command) {
@@ -273,7 +236,7 @@ export function userProfile(ctx, app, userId) {
       withReason: true,
     });
     if (!ok || !state.alive) return;
-    const before = profile;
+    const before = page.profile;
     setBusy(true);
     try {
       await post(`${base}/commands`, reason ? { command, reason } : { command });
@@ -308,28 +271,15 @@ export function userProfile(ctx, app, userId) {
     }
     if (!state.alive) return;
     setBusy(false);
-    await update(state.query);
+    await page.update(state.query);
     if (state.alive) notify(`applied: ${spec.applied}`);
   }
 
   return {
-    el: h(
-      "section",
-      { class: "page", testid: "user-page", "data-user-id": userId },
-      h(
-        "div",
-        { class: "crumbs" },
-        h("a", { href: href.users(app), testid: "crumb-users" }, "Users"),
-        " / ",
-        h("span", {}, userId),
-      ),
-      head,
-      tabBar,
-      panel,
-    ),
-    update,
+    el: page.el,
+    update: page.update,
     dispose() {
-      state.alive = false;
+      page.dispose();
       if (busy) clearNotice(); // its command's polling stops with the page
     },
   };
@@ -340,10 +290,6 @@ export function userProfile(ctx, app, userId) {
 export function companyProfile(ctx, app, companyId) {
   const base = paths.company(app, companyId);
   const state = pageState();
-  let loaded = false;
-  const head = h("div", { class: "profile-head" }, loading());
-  const tabBar = h("div", {});
-  const panel = h("div", { class: "panel", testid: "tab-panel" });
 
   async function tabContent(tab, period) {
     if (tab === "users") {
@@ -363,45 +309,6 @@ export function companyProfile(ctx, app, companyId) {
           segmentsTab(p, segments),
         ),
       ]);
-  }
-
-  async function update(query) {
-    state.query = query;
-    const tab = tabOf(query, COMPANY_TABS);
-    const period = periodOf(query);
-    tabBar.replaceChildren(
-      tabs(COMPANY_TABS, tab, (id) =>
-        href.company(app, companyId, changed(query, (q) => q.set("tab", id))),
-      ),
-    );
-    const mine = ++state.seq;
-    panel.replaceChildren(loading());
-    panel.setAttribute("data-tab", tab);
-    panel.setAttribute("data-state", "loading");
-    try {
-      const search = tab === "overview" ? state.search : null;
-      const [p, render] = await Promise.all([
-        get(base, { from: period.from, to: period.to, search }),
-        tabContent(tab, period),
-      ]);
-      if (!state.alive || mine !== state.seq) return;
-      loaded = true;
-      head.replaceChildren(companyHead(p));
-      panel.replaceChildren(render(p));
-      panel.setAttribute("data-state", "ready");
-    } catch (exc) {
-      if (!state.alive || mine !== state.seq) return;
-      ctx.fail(exc);
-      panel.setAttribute("data-state", "error");
-      if (exc instanceof ApiError && exc.status === 404) {
-        head.replaceChildren(empty(`No company ${companyId} in app ${app}.`));
-        tabBar.replaceChildren();
-        panel.replaceChildren();
-      } else {
-        panel.replaceChildren(empty("Could not load this tab."));
-        if (!loaded) head.replaceChildren(empty(`Company ${companyId} could not be loaded.`));
-      }
-    }
   }
 
   function companyHead(p) {
@@ -433,24 +340,18 @@ export function companyProfile(ctx, app, companyId) {
     );
   }
 
-  return {
-    el: h(
-      "section",
-      { class: "page", testid: "company-page", "data-company-id": companyId },
-      h(
-        "div",
-        { class: "crumbs" },
-        h("a", { href: href.companies(app), testid: "crumb-companies" }, "Companies"),
-        " / ",
-        h("span", {}, companyId),
-      ),
-      head,
-      tabBar,
-      panel,
-    ),
-    update,
-    dispose() {
-      state.alive = false;
-    },
-  };
+  const page = profilePage(ctx, state, {
+    base,
+    tabs: COMPANY_TABS,
+    link: (query) => href.company(app, companyId, query),
+    content: tabContent,
+    head: companyHead,
+    missing: `No company ${companyId} in app ${app}.`,
+    broken: `Company ${companyId} could not be loaded.`,
+    attrs: { testid: "company-page", "data-company-id": companyId },
+    crumb: h("a", { href: href.companies(app), testid: "crumb-companies" }, "Companies"),
+    id: companyId,
+  });
+
+  return { el: page.el, update: page.update, dispose: page.dispose };
 }

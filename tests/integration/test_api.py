@@ -395,15 +395,21 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 @schema.parametrize()
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_every_operation_keeps_its_documented_contract(case: Any, site: Site) -> None:
     """Schemathesis: generated (also invalid) parameters and bodies on every operation get a
     documented status, and a body in its documented schema; never a 5xx."""
-    # Not "schema-valid data is accepted": two rules span parameters, which a schema cannot
-    # state (from after to, a cursor of another list): 400 by design, tested above.
+    # Left out: "schema-valid data is accepted" (two rules span parameters, which a schema
+    # cannot state: from after to, a cursor of another list; 400 by design, tested above) and
+    # "invalid data is rejected" (it counts `cursor=-4.8e+16` as a number, though every query
+    # value is a string on the wire, and the bearer header here replaces its invalid one; the
+    # parametrized test above sends the invalid parameters).
     case.call_and_validate(
         headers={"Authorization": f"Bearer {ADMIN}"},
-        excluded_checks=[schemathesis.checks.positive_data_acceptance],
+        excluded_checks=[
+            schemathesis.checks.positive_data_acceptance,
+            schemathesis.checks.negative_data_rejection,
+        ],
     )
 
 
