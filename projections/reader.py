@@ -391,8 +391,8 @@ class Reader:
         self, key_of: Callable[[int], str], after: str | None, count: int, start: str = ""
     ) -> list[str]:
         """The first `count` members after `after` of the 16 buckets together, lexically;
-        with `start`, only members that start with it (index members go on in hex digits and
-        `:`, all below `g`)."""
+        with `start`, only members that start with it (index members go on in hex digits,
+        `:` and `-`, all below `g`)."""
         low = "[" + start if start else "-"
         if after is not None and after >= start:
             low = "(" + after

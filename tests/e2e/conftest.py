@@ -46,7 +46,7 @@ def chromium() -> Callable[[], AbstractContextManager[Any]]:
     """Opens headless Chromium in a `with` block. Not a plain fixture: while Playwright's sync
     API runs, asyncio.run() (the pipeline's status and CLI calls) would find its loop running."""
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
+        pytest.fail(f"no Chromium at {CHROMIUM}: scripts/bootstrap installs Debian's chromium")
 
     @contextmanager
     def launch() -> Iterator[Any]:
