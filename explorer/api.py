@@ -7,16 +7,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import unquote
 
 import redis
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as FastPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from explorer import models
 from explorer.tokens import ANY_APP, Tokens
@@ -70,6 +73,42 @@ def period(
 
 
 Period = Annotated[tuple[str | None, str | None], Depends(period)]
+
+# An id may hold `/`, sent as %2F; the server decodes the path before routing, so
+# `EncodedSlashes` keeps a segment's own slashes as NUL (no id holds a control character)
+# and these parameters give them back.
+SLASH = "\x00"
+
+
+def _user_id(user_id: Annotated[str, FastPath()]) -> str:
+    return user_id.replace(SLASH, "/")
+
+
+def _company_id(company_id: Annotated[str, FastPath()]) -> str:
+    return company_id.replace(SLASH, "/")
+
+
+def _segment_id(segment_id: Annotated[str, FastPath()]) -> str:
+    return segment_id.replace(SLASH, "/")
+
+
+UserId = Annotated[str, Depends(_user_id)]
+CompanyId = Annotated[str, Depends(_company_id)]
+SegmentId = Annotated[str, Depends(_segment_id)]
+
+
+class EncodedSlashes:
+    """ASGI middleware: the path as the client split it, a segment's `%2F` kept as NUL."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get("raw_path") if scope["type"] == "http" else None
+        if raw and b"%2f" in raw.lower():
+            parts = raw.decode("latin-1").split("/")
+            scope = {**scope, "path": "/".join(unquote(p).replace("/", SLASH) for p in parts)}
+        await self.app(scope, receive, send)
 
 
 def answer(call: Callable[[], T]) -> T:
@@ -165,18 +204,16 @@ def create_app(settings: Settings, tokens: Tokens, reader: Reader) -> FastAPI:
         rows, after = reader.users(app_id, sort=sort, limit=limit, cursor=cursor)
         return {"users": rows, "next_cursor": after, "total": reader.count_users(app_id)}
 
-    @users.get("/users/{user_id:path}/daily", response_model=models.Daily, tags=["users"])
-    def user_daily(app_id: App, user_id: str, span: Period) -> dict[str, Any]:
+    @users.get("/users/{user_id}/daily", response_model=models.Daily, tags=["users"])
+    def user_daily(app_id: App, user_id: UserId, span: Period) -> dict[str, Any]:
         """Events and sessions per day of the period (all days, zeros included)."""
         frm, to = span
         return {"days": answer(lambda: reader.daily(app_id, "user", user_id, frm=frm, to=to))}
 
-    @users.get(
-        "/users/{user_id:path}/sessions", response_model=list[models.Session], tags=["users"]
-    )
+    @users.get("/users/{user_id}/sessions", response_model=list[models.Session], tags=["users"])
     def sessions(
         app_id: App,
-        user_id: str,
+        user_id: UserId,
         span: Period,
         limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
     ) -> list[dict[str, Any]]:
@@ -184,28 +221,24 @@ def create_app(settings: Settings, tokens: Tokens, reader: Reader) -> FastAPI:
         frm, to = span
         return answer(lambda: reader.sessions(app_id, user_id, frm=frm, to=to, limit=limit))
 
-    @users.get(
-        "/users/{user_id:path}/sentiment", response_model=list[models.Response], tags=["users"]
-    )
-    def sentiment(app_id: App, user_id: str, span: Period) -> list[dict[str, Any]]:
+    @users.get("/users/{user_id}/sentiment", response_model=list[models.Response], tags=["users"])
+    def sentiment(app_id: App, user_id: UserId, span: Period) -> list[dict[str, Any]]:
         """The user's NPS and survey responses of the period, newest first."""
         frm, to = span
         return answer(lambda: reader.sentiment(app_id, user_id, frm=frm, to=to))
 
-    @users.get(
-        "/users/{user_id:path}/engagement", response_model=list[models.Content], tags=["users"]
-    )
-    def engagement(app_id: App, user_id: str) -> list[dict[str, Any]]:
+    @users.get("/users/{user_id}/engagement", response_model=list[models.Content], tags=["users"])
+    def engagement(app_id: App, user_id: UserId) -> list[dict[str, Any]]:
         """The flows, spotlights, banners and checklists the user met, with their status."""
         return answer(lambda: reader.engagement(app_id, user_id))
 
     @users.get(
-        "/users/{user_id:path}/export",
+        "/users/{user_id}/export",
         tags=["users"],
         response_class=Response,
         responses={200: {"content": {"text/csv": {}, "application/json": {}}}},
     )
-    def export(app_id: App, user_id: str, format: Literal["csv", "json"] = "json") -> Response:
+    def export(app_id: App, user_id: UserId, format: Literal["csv", "json"] = "json") -> Response:
         """Everything of one user as a file: profile, sessions, sentiment, engagement."""
         out = io.StringIO()
         write_user(answer(lambda: user_document(reader, app_id, user_id)), format, out)
@@ -217,13 +250,13 @@ def create_app(settings: Settings, tokens: Tokens, reader: Reader) -> FastAPI:
         )
 
     @users.post(
-        "/users/{user_id:path}/commands",
+        "/users/{user_id}/commands",
         status_code=202,
         response_model=models.CommandSent,
         tags=["commands"],
         responses={503: {"model": models.Error, "description": "Kafka is not reachable"}},
     )
-    async def command(app_id: App, user_id: str, body: models.CommandIn) -> dict[str, Any]:
+    async def command(app_id: App, user_id: UserId, body: models.CommandIn) -> dict[str, Any]:
         """Publish an operator command for the user; the worker applies it a moment later."""
         answer(lambda: reader.user(app_id, user_id))  # 404 for a user that does not exist
         record = command_record(body.command, app_id, user_id, int(time.time() * 1000), body.reason)
@@ -241,21 +274,19 @@ def create_app(settings: Settings, tokens: Tokens, reader: Reader) -> FastAPI:
         rows, after = reader.companies(app_id, limit=limit, cursor=cursor)
         return {"companies": rows, "next_cursor": after, "total": reader.count_companies(app_id)}
 
-    @users.get(
-        "/companies/{company_id:path}/daily", response_model=models.Daily, tags=["companies"]
-    )
-    def company_daily(app_id: App, company_id: str, span: Period) -> dict[str, Any]:
+    @users.get("/companies/{company_id}/daily", response_model=models.Daily, tags=["companies"])
+    def company_daily(app_id: App, company_id: CompanyId, span: Period) -> dict[str, Any]:
         """Events and sessions of the counted members per day of the period."""
         frm, to = span
         days = answer(lambda: reader.daily(app_id, "company", company_id, frm=frm, to=to))
         return {"days": days}
 
     @users.get(
-        "/companies/{company_id:path}/users",
+        "/companies/{company_id}/users",
         response_model=list[models.CompanyUser],
         tags=["companies"],
     )
-    def company_users(app_id: App, company_id: str) -> list[dict[str, Any]]:
+    def company_users(app_id: App, company_id: CompanyId) -> list[dict[str, Any]]:
         """Every current member, last seen first (excluded ones flagged)."""
         return answer(lambda: reader.company_users(app_id, company_id))
 
@@ -265,10 +296,10 @@ def create_app(settings: Settings, tokens: Tokens, reader: Reader) -> FastAPI:
         return list(reader.segments(app_id).values())
 
     @users.get(
-        "/segments/{segment_id:path}/members", response_model=models.MembersPage, tags=["segments"]
+        "/segments/{segment_id}/members", response_model=models.MembersPage, tags=["segments"]
     )
     def segment_members(
-        app_id: App, segment_id: str, limit: Limit = 50, cursor: Cursor = None
+        app_id: App, segment_id: SegmentId, limit: Limit = 50, cursor: Cursor = None
     ) -> dict[str, Any]:
         """One page of a segment's member ids, in id order."""
         found = reader.segments(app_id).get(segment_id)
@@ -279,22 +310,22 @@ def create_app(settings: Settings, tokens: Tokens, reader: Reader) -> FastAPI:
         )
         return {"members": ids, "next_cursor": after}
 
-    # Last: an id may hold '/', so these would take every longer path above.
-    @users.get("/users/{user_id:path}", response_model=models.User, tags=["users"])
-    def user(app_id: App, user_id: str, span: Period, search: Search = None) -> dict[str, Any]:
+    @users.get("/users/{user_id}", response_model=models.User, tags=["users"])
+    def user(app_id: App, user_id: UserId, span: Period, search: Search = None) -> dict[str, Any]:
         """A user's profile: header, properties, segments and the overview of the period."""
         frm, to = span
         return answer(lambda: reader.user(app_id, user_id, frm=frm, to=to, search=search))
 
-    @users.get("/companies/{company_id:path}", response_model=models.Company, tags=["companies"])
+    @users.get("/companies/{company_id}", response_model=models.Company, tags=["companies"])
     def company(
-        app_id: App, company_id: str, span: Period, search: Search = None
+        app_id: App, company_id: CompanyId, span: Period, search: Search = None
     ) -> dict[str, Any]:
         """A company's profile: header, properties and the overview of its counted members."""
         frm, to = span
         return answer(lambda: reader.company(app_id, company_id, frm=frm, to=to, search=search))
 
     api.include_router(users)
+    api.add_middleware(EncodedSlashes)
     _errors(api)
     api.openapi = lambda: _without_422(api)  # type: ignore[method-assign]
     api.mount("/static", StaticFiles(directory=STATIC), name="static")

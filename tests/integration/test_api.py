@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import reference as ref
@@ -68,6 +69,7 @@ def site(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     records = generate(
         users=90, apps=2, days=20, end_ms=now_ms, seed=21, commands=True, duplicates=0.03
     )
+    records += odd_users(records[0]["app_id"], now_ms)
     try:
         pipeline.start_worker()
         assert pipeline.publish_file(records).returncode == 0
@@ -78,6 +80,37 @@ def site(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         yield Site(pipeline, records, now_ms)
     finally:  # also when the setup fails: no worker outlives the module
         pipeline.stop()
+
+
+# Ids that hold `/`, one of them with the name of a sub-view at its end.
+ODD_IDS = ["odd/daily", "odd", "a/b/sessions"]
+
+
+def odd_users(app: str, now_ms: int) -> list[dict[str, Any]]:
+    """An identify and a few events of each odd id, a different number each."""
+    out: list[dict[str, Any]] = []
+    for n, user in enumerate(ODD_IDS, start=1):
+        common = {"app_id": app, "user_id": user}
+        out.append(
+            {
+                "type": "identify",
+                **common,
+                "event_id": f"{user}-i",
+                "timestamp": now_ms - 7_200_000,
+                "traits": {"name": f"Odd {n}"},
+            }
+        )
+        out += [
+            {
+                "type": "track",
+                **common,
+                "event_id": f"{user}-{k}",
+                "timestamp": now_ms - 3_600_000 + k * 1000,
+                "name": "Odd Event",
+            }
+            for k in range(n)
+        ]
+    return out
 
 
 def busiest_user(site: Site) -> tuple[str, str]:
@@ -127,6 +160,25 @@ def test_user_views_equal_the_batch_reference(site: Site) -> None:
     assert sentiment == ref.sentiment_view(site.records, app, user, now_ms=site.now_ms)
     engagement = site.ok(f"{base}/engagement", app, "/api/apps/{app_id}/users/{user_id}/engagement")
     assert engagement == ref.engagement_view(site.records, app, user, now_ms=site.now_ms)
+
+
+def test_ids_holding_a_slash_reach_their_own_views(site: Site) -> None:
+    app = site.apps[0]
+    for user in ODD_IDS:
+        path = f"/api/apps/{app}/users/{quote(user, safe='')}"
+        got = site.ok(path, app, "/api/apps/{app_id}/users/{user_id}")
+        assert (got["user_id"], got["name"]) == (user, f"Odd {ODD_IDS.index(user) + 1}")
+        assert got == {
+            **ref.user_view(site.records, app, user, now_ms=site.now_ms),
+            "segments": got["segments"],
+        }
+        days = site.ok(f"{path}/daily", app, "/api/apps/{app_id}/users/{user_id}/daily")["days"]
+        assert sum(d["events"] for d in days) == got["overview"]["total_events"]
+        sessions = site.ok(f"{path}/sessions", app, "/api/apps/{app_id}/users/{user_id}/sessions")
+        assert sessions == ref.sessions_view(site.records, app, user, now_ms=site.now_ms)
+    # Not encoded, the slash splits the path: `odd` and its sub-view `daily`.
+    plain = site.get(f"/api/apps/{app}/users/odd/daily", app)
+    assert plain.status_code == 200 and "days" in plain.json()
 
 
 def test_daily_figures_add_up_to_the_overview_every_day_listed(site: Site) -> None:
