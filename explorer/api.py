@@ -302,8 +302,8 @@ def create_app(settings: Settings, tokens: Tokens, reader: Reader) -> FastAPI:
         app_id: App, segment_id: SegmentId, limit: Limit = 50, cursor: Cursor = None
     ) -> dict[str, Any]:
         """One page of a segment's member ids, in id order."""
-        found = reader.segments(app_id).get(segment_id)
-        if found is None:
+        found = reader.segment_definition(segment_id)
+        if found is None or found["app_id"] != app_id:
             raise HTTPException(404, f"segment {segment_id!r} of app {app_id!r} not found")
         ids, after = reader.segment_members(
             app_id, segment_id, scope=found["scope"], limit=limit, cursor=cursor

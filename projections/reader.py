@@ -348,6 +348,13 @@ class Reader:
             }
         return out
 
+    def segment_definition(self, segment_id: str) -> dict[str, Any] | None:
+        """A segment's stored definition (None: no such segment); one read, no counting."""
+        if segment_id.startswith("_"):  # the registry's own fields, not segments
+            return None
+        raw = self._r.hget(keys.segment_registry(self.namespace), segment_id)
+        return None if raw is None else dict(decode_field(raw)["definition"])
+
     def segment_members(
         self,
         app_id: str,

@@ -308,6 +308,9 @@ def test_segments_and_their_members(site: Site) -> None:
         members = pages(site, app, path, "members", 5, route)
         assert members == site.pipeline.cli_json("segments", "members", segment["id"])
         assert len(members) == segment["members"]
+        other = site.apps[1]  # a segment is its own app's: another app's path does not find it
+        path = f"/api/apps/{other}/segments/{segment['id']}/members"
+        assert site.get(path, other).status_code == 404
 
 
 def test_exports(site: Site) -> None:
