@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -487,17 +486,31 @@ def test_the_page_and_its_files_are_served(site: Site) -> None:
         assert site.client.get(f"/static/{name}").status_code == 200, name
 
 
-def test_serve_refuses_bad_settings_in_one_line(tmp_path: Path) -> None:
+def test_serve_refuses_to_start_in_one_line(services: None) -> None:
+    """A bad token spec, a port in use, an unreachable Redis: one line and a non-zero exit."""
+    import socket
     import subprocess
 
     from pipelinekit import PROFILES
 
-    bad = subprocess.run(
-        [PROFILES, "serve", "--port", "0"],
-        env={"PATH": "/usr/bin:/bin", "PROFILES_API_TOKENS": "app-1=short"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    def serve(port: int, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [PROFILES, "serve", "--port", str(port)],
+            env={"PATH": "/usr/bin:/bin", "PROFILES_API_TOKENS": f"*={ADMIN}", **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    bad = serve(0, PROFILES_API_TOKENS="app-1=short")
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "PROFILES_API_TOKENS" in bad.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = serve(taken.getsockname()[1])
+    assert busy.returncode == 1
+    assert busy.stderr.count("\n") == 1 and "cannot listen" in busy.stderr
+    gone = serve(0, PROFILES_REDIS_URL="redis://127.0.0.1:1/0")
+    assert gone.returncode == 1
+    assert gone.stderr.count("\n") == 1 and "Redis is not reachable" in gone.stderr
