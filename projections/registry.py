@@ -155,8 +155,10 @@ def membership_ops(
     *,
     exact: bool = True,
 ) -> list[IndexOp]:
-    """Member and due set moves from `old` to `new`; with `every` (segment ids), assert the
-    entity's place in each of those sets and its due entry whatever `old` says (repairs).
+    """Member and due set moves from `old` to `new`: the entity is put (again) in the set of
+    each segment of `new` and taken out of those only `old` has, whatever the sets hold: a
+    writer killed after its moves and before its write may have moved it the other way. With
+    `every` (segment ids), assert its place in each of those sets and its due entry too.
 
     A fold step passes exact=False: its due entry may only come earlier, never later or away,
     because a company step may just have made the entity due at once (its own step cannot
@@ -166,7 +168,7 @@ def membership_ops(
     member = keys.id_member(entity_id)
     ops = []
     before, after = set(old.ids), set(new.ids)
-    touched = (before ^ after) if every is None else (before | after | set(every))
+    touched = before | after | set(every or ())
     for segment_id in sorted(touched):
         key = keys.segment_members(namespace, app_id, segment_id, bucket)
         inside = segment_id in after
