@@ -57,7 +57,7 @@ def _day(**options: Any) -> Any:
     return Query(pattern=r"^\d{4}-\d{2}-\d{2}$", json_schema_extra={"format": "date"}, **options)
 
 
-def period(
+async def period(
     frm: Annotated[str | None, _day(alias="from", description="first UTC day (inclusive)")] = None,
     to: Annotated[str | None, _day(description="last UTC day (inclusive)")] = None,
 ) -> tuple[str | None, str | None]:
@@ -80,15 +80,15 @@ Period = Annotated[tuple[str | None, str | None], Depends(period)]
 SLASH = "\x00"
 
 
-def _user_id(user_id: Annotated[str, FastPath()]) -> str:
+async def _user_id(user_id: Annotated[str, FastPath()]) -> str:
     return user_id.replace(SLASH, "/")
 
 
-def _company_id(company_id: Annotated[str, FastPath()]) -> str:
+async def _company_id(company_id: Annotated[str, FastPath()]) -> str:
     return company_id.replace(SLASH, "/")
 
 
-def _segment_id(segment_id: Annotated[str, FastPath()]) -> str:
+async def _segment_id(segment_id: Annotated[str, FastPath()]) -> str:
     return segment_id.replace(SLASH, "/")
 
 
@@ -143,12 +143,12 @@ def create_app(settings: Settings, tokens: Tokens, reader: Reader) -> FastAPI:
 
     Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
-    def app_access(app_id: str, credentials: Credentials) -> str:
+    async def app_access(app_id: str, credentials: Credentials) -> str:
         if not tokens.grants(token_of(credentials), app_id):
             raise HTTPException(403, f"this token does not grant app {app_id!r}")
         return app_id
 
-    def known_parameters(request: Request) -> None:
+    async def known_parameters(request: Request) -> None:
         """A parameter the operation does not have is refused (a typo is not ignored)."""
         route = request.scope["route"]
         operation = api.openapi()["paths"][route.path_format][request.method.lower()]
