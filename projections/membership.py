@@ -69,6 +69,27 @@ def profile_of(scope: str, fields: dict[str, bytes], companies: dict[str, dict[s
     return user_profile(header, field_of, companies.get(header["company_id"] or ""))
 
 
+def ahead(moves: list[IndexOp]) -> list[IndexOp]:
+    """The part of an entity's set moves that goes out before its write: its entries added,
+    none removed. A writer killed after its write (whose records are then fenced) or whose
+    write is refused leaves at worst an extra entry, which listing checks against `sg`."""
+    return [IndexOp(op.key, None, op.add, op.score, op.earlier_only) for op in moves if op.add]
+
+
+async def place(store: Store, moved: list[tuple[str, int, list[IndexOp]]]) -> list[str]:
+    """Send each entity's set moves after its write, or after reading it when it was not
+    written: (entity key, the version the moves are for, the moves). Then read the versions:
+    an entity written meanwhile by another writer may have had that writer's moves overtaken
+    by these, so its key is returned, to be evaluated again. Every writer doing this, the
+    last moves to land for an entity are those of its latest version."""
+    moved = [m for m in moved if m[2]]
+    if not moved:
+        return []
+    await store.index([op for _key, _version, ops in moved for op in ops])
+    found = await store.versions([key for key, _version, _ops in moved])
+    return [key for (key, version, _ops), now in zip(moved, found, strict=True) if now != version]
+
+
 async def reevaluate(
     store: Store,
     namespace: str,
@@ -104,19 +125,25 @@ async def reevaluate(
         if scope == "user" and registry.reads_companies(app_id):
             named = {decode_field(f[keys.HEADER])["company_id"] for f in stored if keys.HEADER in f}
             companies = await company_properties(store, namespace, app_id, named - {None})
-        writes, ops, ids = [], [], []
+        writes, moves, read = [], {}, {}
         for entity_id, key, fields in zip(pending, entity_keys, stored, strict=True):
             profile = profile_of(scope, fields, companies)
             new = NONE if profile is None else membership(segments, profile, now_ms)
             old = stored_membership(fields)
-            ops += membership_ops(namespace, app_id, scope, entity_id, old, new, every)
+            moves[key] = membership_ops(namespace, app_id, scope, entity_id, old, new, every)
+            read[key] = version_of(fields)
             if new != old and fields:
                 writes.append(_membership_write(key, fields, new))
-                ids.append(entity_id)
-        await store.index(ops)
+        await store.index([op for ops in moves.values() for op in ahead(ops)])
         results = await store.commit(writes)
         changed += sum(results)
-        retry = [e for e, ok in zip(ids, results, strict=True) if not ok]
+        refused = {w.key for w, ok in zip(writes, results, strict=True) if not ok}
+        for w, ok in zip(writes, results, strict=True):
+            read[w.key] += ok
+        stale = set(
+            await place(store, [(k, read[k], ops) for k, ops in moves.items() if k not in refused])
+        )
+        retry = [e for e, k in zip(pending, entity_keys, strict=True) if k in refused or k in stale]
         if await store.version(registry_key) != registry.generation:
             registry, retry = None, pending  # definitions changed meanwhile: all again
         pending = retry

@@ -3,7 +3,9 @@
 Order matters for exactly-once (DESIGN.md §3): the company contributions and the users-index
 entries of a step go out *before* the user's atomic write. A crash in between leaves the user
 unwritten, so the records are folded again after the restart and their contributions sent
-again with the same version, which the company side takes as the same step.
+again with the same version, which the company side takes as the same step. Segment member
+sets are moved around the write (`membership.ahead` and `membership.place`): entries added
+before it, every move again after it, then a check that no other writer came in between.
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ from projections.fold import (
     project,
     project_added,
 )
-from projections.membership import company_change_ops, company_properties, reevaluate
+from projections.membership import (
+    ahead,
+    company_change_ops,
+    company_properties,
+    place,
+    reevaluate,
+)
 from projections.registry import (
     MEMBERSHIP,
     NONE,
@@ -248,13 +256,15 @@ async def apply_batch(
             if step is not None:
                 steps[key] = (step, fields)
         companies = await _company_properties(store, namespace, registry, steps, by_user)
-        writes, deltas, index = [], [], []
+        writes, deltas, index, moves = [], [], [], {}
         for key, (step, fields) in steps.items():
             first = by_user[key][0].record
             app_companies = companies.get(first.app_id, {})
-            index += _segments(namespace, registry, first, step, app_companies, now_ms, key in lost)
+            moves[key] = _segments(
+                namespace, registry, first, step, app_companies, now_ms, key in lost
+            )
             deltas += step.deltas
-            index += step.index
+            index += step.index + ahead(moves[key])
             if step.write:
                 to_set, to_delete = changes(step.old, step.new)
                 if to_set or to_delete:
@@ -264,9 +274,21 @@ async def apply_batch(
         if index:
             await store.index(index)
         results = await store.commit(writes)
-        written += [w.key for w, ok in zip(writes, results, strict=True) if ok]
+        done = {w.key for w, ok in zip(writes, results, strict=True) if ok}
+        written += done
         pending = [w.key for w, ok in zip(writes, results, strict=True) if not ok]
         lost.update(pending)
+        refused = set(pending)
+        stale = await place(
+            store,
+            [
+                (key, version_of(fields) + (key in done), moves[key])
+                for key, (_step, fields) in steps.items()
+                if key not in refused
+            ],
+        )
+        if stale:  # another writer came in between: its moves may have been overtaken
+            await _again(store, namespace, [by_user[k][0].record for k in stale], now_ms)
         if written and await store.version(registry_key) != registry.generation:
             await _again(store, namespace, [by_user[k][0].record for k in written], now_ms)
     if pending:
@@ -355,7 +377,7 @@ async def apply_company_batch(
         stored = await store.load_without(
             pending, keys.MEMBER_DAYS_PREFIX, [needed_fields(by_company[k]) for k in pending]
         )
-        writes, index = [], []
+        writes, index, moves = [], [], []
         for key, fields in zip(pending, stored, strict=True):
             first = by_company[key][0]
             step = plan_company(fields, by_company[key])
@@ -363,17 +385,26 @@ async def apply_company_batch(
                 continue
             old, new, projected = step
             registry = registries[first.namespace]
-            index += _company_index(first, registry, fields, new, projected, now_ms)
+            ops, moved = _company_index(first, registry, fields, new, projected, now_ms)
+            index += ops + ahead(moved)
+            moves.append((key, version_of(fields), moved))
             to_set, to_delete = changes(old, new)
             if to_set or to_delete:
                 writes.append(Write(key, version_of(fields), to_set, to_delete))
         if index:
             await store.index(index)
         results = await store.commit(writes)
-        for w, ok in zip(writes, results, strict=True):
-            if ok:
-                written.setdefault(by_company[w.key][0].namespace, []).append(w.key)
+        done = {w.key for w, ok in zip(writes, results, strict=True) if ok}
+        for key in done:
+            written.setdefault(by_company[key][0].namespace, []).append(key)
         pending = [w.key for w, ok in zip(writes, results, strict=True) if not ok]
+        refused = set(pending)
+        stale = await place(
+            store, [(k, v + (k in done), m) for k, v, m in moves if k not in refused]
+        )
+        for ns in sorted({by_company[k][0].namespace for k in stale}):
+            again = [by_company[k][0] for k in stale if by_company[k][0].namespace == ns]
+            await _companies_again(store, ns, again, now_ms)
         for ns, company_keys in written.items():
             if await store.version(keys.segment_registry(ns)) != registries[ns].generation:
                 await _companies_again(store, ns, [by_company[k][0] for k in company_keys], now_ms)
@@ -389,9 +420,10 @@ def _company_index(
     new: dict[str, bytes],
     projected: dict[str, Any],
     now_ms: int,
-) -> list[IndexOp]:
-    """Add the company's segment membership to `new`; the sorted-set moves (companies index,
-    segment members), and the members that are due because the company's properties changed."""
+) -> tuple[list[IndexOp], list[IndexOp]]:
+    """Add the company's segment membership to `new`; the sorted-set moves: the companies
+    index and the members that are due because the company's properties changed, then the
+    segment member and due moves (which go out as `place` says)."""
     segments = registry.of(first.app_id, "company")
     header = projected.get(keys.HEADER)
     m = NONE
@@ -407,11 +439,8 @@ def _company_index(
     index_key = keys.companies_index(ns, app_id, keys.index_bucket(company_id))
     return [
         IndexOp(index_key, listed if header is None else None, None if header is None else listed),
-        *membership_ops(
-            ns, app_id, "company", company_id, stored_membership(fields), m, exact=False
-        ),
         *company_change_ops(ns, app_id, registry, old_header, header, members, now_ms),
-    ]
+    ], membership_ops(ns, app_id, "company", company_id, stored_membership(fields), m, exact=False)
 
 
 async def _companies_again(

@@ -114,6 +114,10 @@ class Store(Protocol):
         """The entity's `_v` (0 when it does not exist)."""
         ...
 
+    async def versions(self, entity_keys: list[str]) -> list[int]:
+        """Each entity's `_v`; one round trip."""
+        ...
+
     async def due(self, set_keys: list[str], until: float, limit: int) -> list[list[str]]:
         """Per sorted set, up to `limit` members with a score <= until, lowest first."""
         ...
@@ -209,6 +213,12 @@ class RedisStore:
         raw = await self._client.hget(key, keys.VERSION)
         return int(raw) if raw else 0
 
+    async def versions(self, entity_keys: list[str]) -> list[int]:
+        pipe = self._client.pipeline(transaction=False)
+        for key in entity_keys:
+            pipe.hget(key, keys.VERSION)
+        return [int(raw) if raw else 0 for raw in await pipe.execute()]
+
     async def due(self, set_keys: list[str], until: float, limit: int) -> list[list[str]]:
         pipe = self._client.pipeline(transaction=False)
         for key in set_keys:
@@ -285,6 +295,9 @@ class MemoryStore:
 
     async def version(self, key: str) -> int:
         return version_of(self.data.get(key, {}))
+
+    async def versions(self, entity_keys: list[str]) -> list[int]:
+        return [version_of(self.data.get(k, {})) for k in entity_keys]
 
     async def due(self, set_keys: list[str], until: float, limit: int) -> list[list[str]]:
         out = []

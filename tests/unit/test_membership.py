@@ -22,7 +22,7 @@ from reference import fit_scope, segment_member, segment_subjects
 from test_fold_properties import NAMES, NOW, URLS, record_sets
 
 from projections import keys
-from projections.membership import apply_definition, tick
+from projections.membership import apply_definition, reevaluate, tick
 from projections.reader import Reader
 from projections.step import (
     DirectSink,
@@ -423,3 +423,67 @@ def test_a_writer_killed_after_its_set_moves_leaves_no_member_missing() -> None:
     assert reader.user("app", "a")["segments"] == ["promoters"]
     assert _members(reader, "promoters", "user") == ["a"]
     assert reader.count_members("app", "promoters") == 1
+
+
+class _Racing(MemoryStore):
+    """Shares a store; another writer's whole step runs just before its n-th set moves."""
+
+    def __init__(self, data: MemoryStore, at: int, meanwhile: Any) -> None:
+        super().__init__()
+        self.data, self.sets, self._left, self._meanwhile = data.data, data.sets, at, meanwhile
+
+    async def index(self, ops: list[Any]) -> None:
+        self._left -= 1
+        if self._left == 0:
+            await self._meanwhile()
+        await super().index(ops)
+
+
+def _nps_app() -> tuple[MemoryStore, Any]:
+    """A store with a `promoters` segment, and a feedback step on user `a` (answer i, score)."""
+    store = MemoryStore()
+    nps = {"kind": "number", "field": "nps_latest", "operator": "gte", "value": 8}
+    promoters = {"id": "promoters", "app_id": "app", "name": "Promoters", "scope": "user",
+                 "rule": {"op": "and", "conditions": [nps]}}  # fmt: skip
+    asyncio.run(
+        apply_definition(store, NS, "promoters", parse_segment(promoters), FENCE, 0, now_ms=NOW)
+    )
+
+    async def answer(on: MemoryStore, i: int, score: int) -> None:
+        record = {"type": "feedback", "app_id": "app", "user_id": "a", "event_id": f"f{i}",
+                  "timestamp": NOW - DAY + i * 1000, "survey_id": "nps", "survey_type": "nps",
+                  "score": score}  # fmt: skip
+        batch = [Positioned(validate(record, Limits(), NOW), "src.feedback", 0, i)]
+        await apply_batch(on, DirectSink(on), NS, batch, now_ms=NOW, config=FoldConfig())
+
+    return store, answer
+
+
+def _promoters(store: MemoryStore) -> tuple[list[str], list[str], int]:
+    reader = Reader(MemoryHashes(store), NS)
+    return (
+        reader.user("app", "a")["segments"],
+        _members(reader, "promoters", "user"),
+        reader.count_members("app", "promoters"),
+    )
+
+
+def test_an_evaluation_overtaken_by_a_step_does_not_take_the_member_out() -> None:
+    """A backfill reads a detractor; before its set moves land, a step folds a promoter
+    answer and puts the user in. The backfill's late `out` must not stand."""
+    store, answer = _nps_app()
+    asyncio.run(answer(store, 0, 3))
+    racing = _Racing(store, at=1, meanwhile=lambda: answer(store, 1, 9))
+    asyncio.run(reevaluate(racing, NS, "app", "user", ["a"], now_ms=NOW))
+    assert _promoters(store) == (["promoters"], ["a"], 1)
+
+
+def test_a_step_overtaken_after_its_write_does_not_take_the_member_out() -> None:
+    """A step writes a detractor answer; before its moves after the write land, another
+    writer (a zombie's successor) folds a newer promoter answer. The last word is the
+    newest version's."""
+    store, answer = _nps_app()
+    asyncio.run(answer(store, 0, 9))
+    racing = _Racing(store, at=2, meanwhile=lambda: answer(store, 2, 10))
+    asyncio.run(answer(racing, 1, 3))
+    assert _promoters(store) == (["promoters"], ["a"], 1)
