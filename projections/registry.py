@@ -156,8 +156,8 @@ def membership_ops(
     exact: bool = True,
 ) -> list[IndexOp]:
     """Member and due set moves from `old` to `new`: the entity is put (again) in the set of
-    each segment of `new` and taken out of those only `old` has, whatever the sets hold: a
-    writer killed after its moves and before its write may have moved it the other way. With
+    each segment of `new` and taken out of those only `old` has, whatever the sets hold (an
+    overlapping writer's moves may have landed after ours; see `membership.place`). With
     `every` (segment ids), assert its place in each of those sets and its due entry too.
 
     A fold step passes exact=False: its due entry may only come earlier, never later or away,
