@@ -69,25 +69,21 @@ def profile_of(scope: str, fields: dict[str, bytes], companies: dict[str, dict[s
     return user_profile(header, field_of, companies.get(header["company_id"] or ""))
 
 
-def ahead(moves: list[IndexOp]) -> list[IndexOp]:
-    """The part of an entity's set moves that goes out before its write: its entries added,
-    none removed. A writer killed after its write (whose records are then fenced) or whose
-    write is refused leaves at worst an extra entry, which listing checks against `sg`."""
-    return [IndexOp(op.key, None, op.add, op.score, op.earlier_only) for op in moves if op.add]
-
-
 async def place(store: Store, moved: list[tuple[str, int, list[IndexOp]]]) -> list[str]:
     """Send each entity's set moves after its write, or after reading it when it was not
-    written: (entity key, the version the moves are for, the moves). Then read the versions:
-    an entity written meanwhile by another writer may have had that writer's moves overtaken
-    by these, so its key is returned, to be evaluated again. Every writer doing this, the
-    last moves to land for an entity are those of its latest version."""
+    written: (entity key, the version the moves are for, the moves). Then read the versions
+    of those whose moves take an entry out: an entity written meanwhile by another writer may
+    have had that writer's adds overtaken by these removals, so its key is returned, to be
+    evaluated again. (An add overtaking a newer removal leaves an extra entry, which listing
+    checks against `sg`.) Every writer doing this, no set misses a member of an entity's
+    latest version."""
     moved = [m for m in moved if m[2]]
     if not moved:
         return []
     await store.index([op for _key, _version, ops in moved for op in ops])
-    found = await store.versions([key for key, _version, _ops in moved])
-    return [key for (key, version, _ops), now in zip(moved, found, strict=True) if now != version]
+    checked = [(key, version) for key, version, ops in moved if any(op.remove for op in ops)]
+    found = await store.versions([key for key, _version in checked]) if checked else []
+    return [key for (key, version), now in zip(checked, found, strict=True) if now != version]
 
 
 async def reevaluate(
@@ -125,16 +121,17 @@ async def reevaluate(
         if scope == "user" and registry.reads_companies(app_id):
             named = {decode_field(f[keys.HEADER])["company_id"] for f in stored if keys.HEADER in f}
             companies = await company_properties(store, namespace, app_id, named - {None})
-        writes, moves, read = [], {}, {}
+        writes, ahead, moves, read = [], [], {}, {}
         for entity_id, key, fields in zip(pending, entity_keys, stored, strict=True):
             profile = profile_of(scope, fields, companies)
             new = NONE if profile is None else membership(segments, profile, now_ms)
             old = stored_membership(fields)
-            moves[key] = membership_ops(namespace, app_id, scope, entity_id, old, new, every)
+            first, moves[key] = membership_ops(namespace, app_id, scope, entity_id, old, new, every)
+            ahead += first
             read[key] = version_of(fields)
             if new != old and fields:
                 writes.append(_membership_write(key, fields, new))
-        await store.index([op for ops in moves.values() for op in ahead(ops)])
+        await store.index(ahead)
         results = await store.commit(writes)
         changed += sum(results)
         refused = {w.key for w, ok in zip(writes, results, strict=True) if not ok}

@@ -154,11 +154,13 @@ def membership_ops(
     every: list[str] | None = None,
     *,
     exact: bool = True,
-) -> list[IndexOp]:
-    """Member and due set moves from `old` to `new`: the entity is put (again) in the set of
-    each segment of `new` and taken out of those only `old` has, whatever the sets hold (an
-    overlapping writer's moves may have landed after ours; see `membership.place`). With
-    `every` (segment ids), assert its place in each of those sets and its due entry too.
+) -> tuple[list[IndexOp], list[IndexOp]]:
+    """Member and due set moves from `old` to `new`, as (ahead, moves): `ahead` goes out before
+    the entity's write, the entries it gains (the segments it enters, its due entry), so that a
+    writer killed after its write leaves none missing; `moves` after it (`membership.place`):
+    the entity put (again) in the set of each segment of `new` and taken out of those only
+    `old` has, whatever the sets hold. With `every` (segment ids), assert its place in each of
+    those sets and its due entry too.
 
     A fold step passes exact=False: its due entry may only come earlier, never later or away,
     because a company step may just have made the entity due at once (its own step cannot
@@ -166,17 +168,20 @@ def membership_ops(
     exactly."""
     bucket = keys.index_bucket(entity_id)
     member = keys.id_member(entity_id)
-    ops = []
+    ahead, ops = [], []
     before, after = set(old.ids), set(new.ids)
     touched = before | after | set(every or ())
     for segment_id in sorted(touched):
         key = keys.segment_members(namespace, app_id, segment_id, bucket)
         inside = segment_id in after
         ops.append(IndexOp(key, None if inside else member, member if inside else None))
+        if inside and segment_id not in before:
+            ahead.append(ops[-1])
     if every is not None or old.due != new.due:
         key = keys.due(namespace, app_id, scope, bucket)
         if new.due is not None:
             ops.append(IndexOp(key, None, member, float(new.due), earlier_only=not exact))
+            ahead.append(ops[-1])
         elif exact:
             ops.append(IndexOp(key, member, None))
-    return ops
+    return ahead, ops

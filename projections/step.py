@@ -4,8 +4,8 @@ Order matters for exactly-once (DESIGN.md §3): the company contributions and th
 entries of a step go out *before* the user's atomic write. A crash in between leaves the user
 unwritten, so the records are folded again after the restart and their contributions sent
 again with the same version, which the company side takes as the same step. Segment member
-sets are moved around the write (`membership.ahead` and `membership.place`): entries added
-before it, every move again after it, then a check that no other writer came in between.
+sets are moved around the write (`registry.membership_ops`, `membership.place`): entries
+gained before it, every move again after it, then a check that no other writer came between.
 """
 
 from __future__ import annotations
@@ -29,13 +29,7 @@ from projections.fold import (
     project,
     project_added,
 )
-from projections.membership import (
-    ahead,
-    company_change_ops,
-    company_properties,
-    place,
-    reevaluate,
-)
+from projections.membership import company_change_ops, company_properties, place, reevaluate
 from projections.registry import (
     MEMBERSHIP,
     NONE,
@@ -260,11 +254,11 @@ async def apply_batch(
         for key, (step, fields) in steps.items():
             first = by_user[key][0].record
             app_companies = companies.get(first.app_id, {})
-            moves[key] = _segments(
+            ahead, moves[key] = _segments(
                 namespace, registry, first, step, app_companies, now_ms, key in lost
             )
             deltas += step.deltas
-            index += step.index + ahead(moves[key])
+            index += step.index + ahead
             if step.write:
                 to_set, to_delete = changes(step.old, step.new)
                 if to_set or to_delete:
@@ -324,8 +318,9 @@ def _segments(
     companies: dict[str, dict[str, Any]],
     now_ms: int,
     repair: bool,
-) -> list[IndexOp]:
-    """Add the user's segment membership to the step's new fields; the set moves it needs."""
+) -> tuple[list[IndexOp], list[IndexOp]]:
+    """Add the user's segment membership to the step's new fields; the set moves it needs,
+    before the write and after it (`registry.membership_ops`)."""
     segments = registry.of(first.app_id, "user")
     header = step.projected.get(keys.HEADER)
     new = NONE
@@ -385,8 +380,8 @@ async def apply_company_batch(
                 continue
             old, new, projected = step
             registry = registries[first.namespace]
-            ops, moved = _company_index(first, registry, fields, new, projected, now_ms)
-            index += ops + ahead(moved)
+            ahead, moved = _company_index(first, registry, fields, new, projected, now_ms)
+            index += ahead
             moves.append((key, version_of(fields), moved))
             to_set, to_delete = changes(old, new)
             if to_set or to_delete:
@@ -421,9 +416,9 @@ def _company_index(
     projected: dict[str, Any],
     now_ms: int,
 ) -> tuple[list[IndexOp], list[IndexOp]]:
-    """Add the company's segment membership to `new`; the sorted-set moves: the companies
-    index and the members that are due because the company's properties changed, then the
-    segment member and due moves (which go out as `place` says)."""
+    """Add the company's segment membership to `new`; the sorted-set moves before the write
+    (the companies index, the members that are due because the company's properties changed,
+    the segments it enters) and after it (`registry.membership_ops`)."""
     segments = registry.of(first.app_id, "company")
     header = projected.get(keys.HEADER)
     m = NONE
@@ -437,10 +432,14 @@ def _company_index(
     ns, app_id, company_id = first.namespace, first.app_id, first.company_id
     listed = keys.id_member(company_id)
     index_key = keys.companies_index(ns, app_id, keys.index_bucket(company_id))
+    ahead, moves = membership_ops(
+        ns, app_id, "company", company_id, stored_membership(fields), m, exact=False
+    )
     return [
         IndexOp(index_key, listed if header is None else None, None if header is None else listed),
         *company_change_ops(ns, app_id, registry, old_header, header, members, now_ms),
-    ], membership_ops(ns, app_id, "company", company_id, stored_membership(fields), m, exact=False)
+        *ahead,
+    ], moves
 
 
 async def _companies_again(
