@@ -103,7 +103,12 @@ def _utf8_len(text: str, path: str) -> int:
 def validate(
     obj: dict[str, Any], limits: Limits, now_ms: int, *, shape_checked: bool = False
 ) -> Record:
-    """A decoded map to a typed record, or Rejected (schema, then the time window)."""
+    """A decoded map to a typed record, or Rejected (schema, then the time window).
+
+    Events older than the retention are rejected (`timestamp_too_old`); commands never are for
+    their age, because the fold keeps them forever (a delete keeps later records erased, an
+    exclude from long ago still holds), so a replayed or redelivered old command must be
+    accepted like the first time. Both may be at most `max_future_hours` ahead."""
     if not shape_checked:  # decode_bytes checked it already
         check_shape(obj, limits)
     kind = obj.get("type")
@@ -121,7 +126,7 @@ def validate(
             "timestamp_in_future",
             f"{at} is more than {limits.max_future_hours} h ahead of {now_ms}",
         )
-    if at < limits.oldest_ms(now_ms):
+    if not isinstance(record, Command) and at < limits.oldest_ms(now_ms):
         raise Rejected(
             "timestamp_too_old", f"{at} is older than the retention of {limits.retention_days} days"
         )

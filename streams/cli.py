@@ -91,7 +91,8 @@ def worker(loglevel: str) -> None:
     from streams.startup import claim_projections
 
     cfg = settings()
-    asyncio.run(ensure_topics(cfg))  # a refused login stops here, in one line
+    for topic in asyncio.run(ensure_topics(cfg)):  # a refused login stops here, in one line
+        click.echo(f"profiles: {topic.warning()}", err=True)  # a topic that keeps less
     # From here on Faust's own connection failures stay in the worker's log.
     logging.getLogger("aiokafka").removeFilter(kafka_bootstrap)
     try:
@@ -145,6 +146,54 @@ def status(as_json: bool) -> None:
                         f"committed {row['committed']} end {row['end']} lag {row['lag']}"
                     )
         click.echo(f"dlq: {s['dlq']} records")
+        for topic in s["retention"]:
+            click.echo(topic["warning"])
+
+    emit(result, as_json, table)
+
+
+@main.command()
+@click.option(
+    "--apply-retention",
+    is_flag=True,
+    help="make the topics that keep less than the views need keep enough",
+)
+@click.option("--json", "as_json", is_flag=True)
+def topics(apply_retention: bool, as_json: bool) -> None:
+    """Each pipeline topic: partitions, retention, and the retention a replay needs of it."""
+    from streams.kafka import apply_retention as apply
+    from streams.kafka import duration, topic_retention
+
+    cfg = settings()
+    if apply_retention:
+        rows, changes = asyncio.run(apply(cfg))
+    else:
+        rows, changes = asyncio.run(topic_retention(cfg)), []
+    result: dict[str, Any] = {"topics": [r.as_json() for r in rows]}
+    if apply_retention:
+        result["changed"] = [c.as_json() for c in changes]
+
+    def ms(value: int | None) -> str:
+        return "-" if value is None else duration(value)
+
+    def table(_: dict[str, Any]) -> None:
+        for change in changes:
+            click.echo(change.line())
+        if apply_retention and not changes:
+            click.echo("nothing to change: every topic keeps what the views need")
+        click.echo(f"{'topic':<40} {'partitions':>10}  {'retention':>20}  {'needs':>9}")
+        for r in rows:
+            size = "" if r.retention_bytes is None or r.retention_bytes < 0 else " + bytes"
+            kept = f"{ms(r.retention_ms)}{size}" if r.exists else "(missing)"
+            note = "  KEEPS LESS" if r.keeps_less else ""
+            policy = " compact" if r.cleanup_policy and "compact" in r.cleanup_policy else ""
+            click.echo(
+                f"{r.topic:<40} {r.partitions or '-':>10}  {kept + policy:>20}"
+                f"  {ms(r.required_ms):>9}{note}"
+            )
+        for r in rows:
+            if r.keeps_less:
+                click.echo(r.warning())
 
     emit(result, as_json, table)
 

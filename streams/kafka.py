@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import ssl
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     AuthenticationFailedError,
+    ClusterAuthorizationFailedError,
     GroupIdNotFound,
     IllegalSaslStateError,
     KafkaError,
     SaslAuthenticationFailed,
     TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
     UnsupportedSaslMechanismError,
+    for_code,
 )
 from aiokafka.protocol.admin import DeleteGroupsRequest
+from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.types import Array, Boolean, Int8, Int16, Int32, Schema, String
 
+from schemas.limits import DAY_MS, HOUR_MS
 from streams.settings import Settings
 from streams.topics import Topics
+
+log = logging.getLogger(__name__)
 
 
 class KafkaSecurityError(Exception):
@@ -120,12 +129,173 @@ class BootstrapFailures(logging.Filter):
 # more than Kafka's default 1 MB message (the worker's producer allows the same).
 MAX_DELTA_BYTES = 16 * 1024 * 1024
 
+FOREVER = -1  # retention.ms / retention.bytes: no limit
 
-async def ensure_topics(settings: Settings) -> None:
-    """Create every topic the pipeline uses (a no-op for those that exist)."""
+
+def required_retention(settings: Settings) -> dict[str, int]:
+    """The retention.ms each topic a replay reads must have at least (FOREVER: every record),
+    by topic name; used to create the topics and to check them. Events and dead letters
+    (which a redrive sends back) must stay while their event time is within the retention
+    (`Limits.log_retention_ms`). Commands stay forever: the fold keeps them whatever their
+    age (a delete keeps later records erased), so a replay must find them all; the topic is
+    not compacted, since every command of a user key matters, not only its last."""
+    topics = Topics(settings.topic_prefix)
+    keep = settings.limits.log_retention_ms()
+    need = {name: keep for name in topics.sources}
+    need[topics.for_type("command")] = FOREVER
+    need[topics.dlq] = keep
+    return need
+
+
+def _retention_configs(required_ms: int) -> dict[str, str]:
+    """Topic configs that keep records `required_ms`, whatever the broker's defaults
+    (log.retention.*): a retention.bytes would delete records by size, however recent."""
+    return {"retention.ms": str(required_ms), "retention.bytes": str(FOREVER)}
+
+
+def keeps_less(retention_ms: int, retention_bytes: int, required_ms: int) -> bool:
+    """Whether a topic with these effective configs may delete a record before `required_ms`."""
+    if retention_bytes >= 0:  # deletes the oldest segments once a partition is that big
+        return True
+    if retention_ms < 0:  # -1: forever
+        return False
+    return required_ms < 0 or retention_ms < required_ms
+
+
+def duration(ms: int) -> str:
+    """A retention in words: "402 days", "36 hours", "forever"."""
+    if ms < 0:
+        return "forever"
+    for unit, size in (("days", DAY_MS), ("hours", HOUR_MS)):
+        if ms % size == 0:
+            return f"{ms // size} {unit}"
+    return f"{ms} ms"
+
+
+@dataclass(frozen=True)
+class TopicRetention:
+    """A pipeline topic as the broker has it: partitions and the effective retention configs
+    (None when the topic does not exist), and what the views need of it (None: nothing)."""
+
+    topic: str
+    partitions: int | None
+    retention_ms: int | None
+    retention_bytes: int | None
+    cleanup_policy: str | None
+    required_ms: int | None
+
+    @property
+    def exists(self) -> bool:
+        return self.partitions is not None
+
+    @property
+    def keeps_less(self) -> bool:
+        """The topic exists and may delete records the views still hold."""
+        if self.required_ms is None or self.retention_ms is None or self.retention_bytes is None:
+            return False
+        return keeps_less(self.retention_ms, self.retention_bytes, self.required_ms)
+
+    def warning(self) -> str:
+        """One line: how the topic keeps less than the views need, and the fix."""
+        assert self.required_ms is not None
+        assert self.retention_ms is not None and self.retention_bytes is not None
+        how = []
+        if keeps_less(self.retention_ms, FOREVER, self.required_ms):
+            how.append(
+                f"keeps records {duration(self.retention_ms)} (retention.ms={self.retention_ms})"
+            )
+        if self.retention_bytes >= 0:
+            how.append(f"drops the oldest past retention.bytes={self.retention_bytes} a partition")
+        needs = duration(self.required_ms)
+        if self.required_ms >= 0:
+            needs += f" (retention.ms={self.required_ms})"
+        return (
+            f"warning: topic {self.topic} {' and '.join(how)}; a replay needs its records"
+            f" {needs} or older records leave every view: run `profiles topics --apply-retention`"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "exists": self.exists,
+            "partitions": self.partitions,
+            "cleanup_policy": self.cleanup_policy,
+            "retention_ms": self.retention_ms,
+            "retention_bytes": self.retention_bytes,
+            "required_ms": self.required_ms,
+            "keeps_less": self.keeps_less,
+        }
+
+    def shortfall_json(self) -> dict[str, Any]:
+        """The entry of `profiles status --json`'s "retention" list."""
+        return {
+            "topic": self.topic,
+            "retention_ms": self.retention_ms,
+            "retention_bytes": self.retention_bytes,
+            "required_ms": self.required_ms,
+            "warning": self.warning(),
+        }
+
+
+def pipeline_topics(settings: Settings) -> list[str]:
+    """Every topic of the pipeline, in the order `profiles topics` lists them."""
+    topics = Topics(settings.topic_prefix)
+    return [
+        *topics.sources,
+        topics.dlq,
+        topics.company_deltas,
+        topics.segments,
+        topics.dlq_redriven,
+        topics.purge_staging,
+    ]
+
+
+async def _describe_retention(
+    admin: AIOKafkaAdminClient, settings: Settings, names: list[str]
+) -> list[TopicRetention]:
+    """The named topics in the given order; those that exist with partitions and configs."""
+    need = required_retention(settings)
+    existing = set(await admin.list_topics())
+    found = [n for n in names if n in existing]  # metadata of a missing topic would create it
+    described = await admin.describe_topics(found) if found else []
+    counts = {d["topic"]: len(d["partitions"]) for d in described}
+    configs: dict[str, dict[str, str]] = {}
+    if found:
+        wanted = ("retention.ms", "retention.bytes", "cleanup.policy")
+        resources = [
+            ConfigResource(ConfigResourceType.TOPIC, n, dict.fromkeys(wanted)) for n in found
+        ]
+        for response in await admin.describe_configs(resources):
+            for code, message, _type, name, entries in response.resources:
+                if code:
+                    raise for_code(code)(f"cannot describe the configs of {name}: {message}")
+                configs[name] = {entry[0]: entry[1] for entry in entries}
+    rows = []
+    for name in names:
+        config = configs.get(name, {})
+        ms, size = config.get("retention.ms"), config.get("retention.bytes")
+        rows.append(
+            TopicRetention(
+                topic=name,
+                partitions=counts.get(name) if name in configs else None,
+                retention_ms=None if ms is None else int(ms),
+                retention_bytes=None if size is None else int(size),
+                cleanup_policy=config.get("cleanup.policy"),
+                required_ms=need.get(name),
+            )
+        )
+    return rows
+
+
+async def ensure_topics(settings: Settings) -> list[TopicRetention]:
+    """Create every topic the pipeline uses (a no-op for those that exist); returns the
+    existing topics that keep less than the views need (`required_retention`), which are
+    never altered here: `profiles topics --apply-retention` does that when asked."""
     topics = Topics(settings.topic_prefix)
     names = [*topics.sources, topics.dlq, topics.company_deltas, topics.segments]
+    need = required_retention(settings)
     configs = {
+        **{name: _retention_configs(ms) for name, ms in need.items()},
         topics.company_deltas: {"max.message.bytes": str(MAX_DELTA_BYTES)},
         topics.segments: {"cleanup.policy": "compact"},
     }
@@ -146,10 +316,175 @@ async def ensure_topics(settings: Settings) -> None:
             if n not in existing
         ]
         if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
-                await admin.create_topics(missing)
+            response = await admin.create_topics(missing)
+            for name, code, *why in response.topic_errors:
+                if code not in (0, TopicAlreadyExistsError.errno):  # or another worker was first
+                    raise for_code(code)(f"cannot create topic {name}: {why[0] if why else ''}")
+        # Those created just now have the configs above; those that existed may not.
+        return await _shortfalls(admin, settings, [n for n in need if n in existing])
     finally:
         await admin.close()
+
+
+async def _shortfalls(
+    admin: AIOKafkaAdminClient, settings: Settings, names: list[str]
+) -> list[TopicRetention]:
+    """Those of the named topics that keep less than the views need. A login that may not
+    describe topic configs (a Kafka ACL without DescribeConfigs) gets a log line, not a stop."""
+    try:
+        return [t for t in await _describe_retention(admin, settings, names) if t.keeps_less]
+    except (TopicAuthorizationFailedError, ClusterAuthorizationFailedError) as exc:
+        log.warning("cannot check the retention of the topics: %s", exc)
+        return []
+
+
+async def topic_retention(settings: Settings) -> list[TopicRetention]:
+    """Every pipeline topic (`pipeline_topics`): partitions, retention and what it needs."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        return await _describe_retention(admin, settings, pipeline_topics(settings))
+    finally:
+        await admin.close()
+
+
+async def retention_shortfalls(settings: Settings) -> list[TopicRetention]:
+    """The existing topics that keep less than the views need."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        return await _shortfalls(admin, settings, list(required_retention(settings)))
+    finally:
+        await admin.close()
+
+
+@dataclass(frozen=True)
+class RetentionChange:
+    topic: str
+    changed: dict[str, tuple[int, int]]  # config -> (before, after)
+
+    def line(self) -> str:
+        what = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in self.changed.items())
+        return f"changed {self.topic}: {what}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "changed": {k: {"before": old, "after": new} for k, (old, new) in self.changed.items()},
+        }
+
+
+def _retention_change(row: TopicRetention) -> RetentionChange | None:
+    """What makes a topic that keeps less keep what the views need (a longer retention.ms or
+    a retention.bytes of -1 stays as it is)."""
+    if not row.keeps_less:
+        return None
+    assert row.required_ms is not None
+    assert row.retention_ms is not None and row.retention_bytes is not None
+    changed = {}
+    if keeps_less(row.retention_ms, FOREVER, row.required_ms):
+        changed["retention.ms"] = (row.retention_ms, row.required_ms)
+    if row.retention_bytes != FOREVER:
+        changed["retention.bytes"] = (row.retention_bytes, FOREVER)
+    return RetentionChange(row.topic, changed)
+
+
+async def apply_retention(
+    settings: Settings,
+) -> tuple[list[TopicRetention], list[RetentionChange]]:
+    """Make every existing topic that keeps less than the views need keep enough, leaving its
+    other configs as they are: IncrementalAlterConfigs SETs just retention.ms and
+    retention.bytes (aiokafka's alter_configs sends AlterConfigs, which resets every dynamic
+    config it does not name). Returns every pipeline topic as it is now, and what changed."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        rows = await _describe_retention(admin, settings, pipeline_topics(settings))
+        changes = [c for c in map(_retention_change, rows) if c is not None]
+        if changes:
+            resources = [
+                (
+                    int(ConfigResourceType.TOPIC),
+                    c.topic,
+                    [(k, _SET, str(new)) for k, (_old, new) in c.changed.items()],
+                )
+                for c in changes
+            ]
+            response = await admin._send_request(_IncrementalAlterConfigs(resources))
+            for code, message, _type, name in response.responses:
+                if code:
+                    raise for_code(code)(f"cannot change the retention of {name}: {message}")
+        done = {c.topic: c.changed for c in changes}
+        now = []
+        for row in rows:
+            changed = done.get(row.topic, {})
+            now.append(
+                replace(
+                    row,
+                    retention_ms=changed.get("retention.ms", (0, row.retention_ms))[1],
+                    retention_bytes=changed.get("retention.bytes", (0, row.retention_bytes))[1],
+                )
+            )
+        return now, changes
+    finally:
+        await admin.close()
+
+
+# IncrementalAlterConfigs (KIP-339, Kafka >= 2.3), which aiokafka 0.14's admin client lacks.
+_SET = 0  # config_operation: SET (1 DELETE, 2 APPEND, 3 SUBTRACT)
+
+
+class _IncrementalAlterConfigsResponse_v0(Response):
+    API_KEY = 44
+    API_VERSION = 0
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        (
+            "responses",
+            Array(
+                ("error_code", Int16),
+                ("error_message", String("utf-8")),
+                ("resource_type", Int8),
+                ("resource_name", String("utf-8")),
+            ),
+        ),
+    )
+
+
+class _IncrementalAlterConfigsRequest_v0(RequestStruct):
+    API_KEY = 44
+    API_VERSION = 0
+    RESPONSE_TYPE = _IncrementalAlterConfigsResponse_v0
+    SCHEMA = Schema(
+        (
+            "resources",
+            Array(
+                ("resource_type", Int8),
+                ("resource_name", String("utf-8")),
+                (
+                    "configs",
+                    Array(
+                        ("name", String("utf-8")),
+                        ("config_operation", Int8),
+                        ("value", String("utf-8")),
+                    ),
+                ),
+            ),
+        ),
+        ("validate_only", Boolean),
+    )
+
+
+class _IncrementalAlterConfigs(Request[_IncrementalAlterConfigsRequest_v0]):
+    API_KEY = 44
+
+    def __init__(self, resources: list[tuple[int, str, list[tuple[str, int, str]]]]) -> None:
+        self._resources = resources
+
+    def build(
+        self, request_struct_class: type[_IncrementalAlterConfigsRequest_v0]
+    ) -> _IncrementalAlterConfigsRequest_v0:
+        return request_struct_class(self._resources, False)
 
 
 async def partitions(settings: Settings, names: list[str]) -> list[TopicPartition]:

@@ -1,4 +1,5 @@
-"""Consumer lag per group/topic/partition, DLQ depth and processed counts, from Kafka itself."""
+"""Consumer lag per group/topic/partition, DLQ depth and processed counts, from Kafka itself;
+and the topics that keep records for less than the views need."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from streams.kafka import client_options, committed_offsets, partitions
+from streams.kafka import client_options, committed_offsets, partitions, retention_shortfalls
 from streams.settings import Settings
 from streams.topics import Topics
 
@@ -55,6 +56,13 @@ async def pipeline_status(settings: Settings) -> dict[str, Any]:
                 }
             )
         dlq = sum(ends[tp] - begins[tp] for tp in tps if tp.topic == topics.dlq)
-        return {"groups": groups, "dlq": dlq, "lag": sum(g["lag"] for g in groups)}
+        short = await retention_shortfalls(settings)
+        return {
+            "groups": groups,
+            "dlq": dlq,
+            "lag": sum(g["lag"] for g in groups),
+            # topics whose records may leave Kafka while the views hold them (README: Retention)
+            "retention": [t.shortfall_json() for t in short],
+        }
     finally:
         await consumer.stop()
