@@ -16,7 +16,6 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from projections import keys
 from projections.membership import apply_definition
 from projections.step import DirectSink, FoldConfig, Positioned, apply_batch
 from projections.store import RedisStore
@@ -64,8 +63,7 @@ async def fold_once(records: list[dict[str, Any]], app: str, segments: bool, now
                 definition = {"id": sid, "app_id": app, "name": sid, "scope": scope,
                               "rule": {"op": "and", "conditions": [condition]}}  # fmt: skip
                 segment = parse_segment(definition)
-                fence = keys.fence_field("bench.segments", 0)
-                await apply_definition(store, namespace, sid, segment, fence, offset, now_ms=now)
+                await apply_definition(store, namespace, sid, segment, offset, now_ms=now)
         offsets: Counter[str] = Counter()
         batch = []
         for r in records:

@@ -151,9 +151,15 @@ def compact(record: Record) -> tuple[str, str, list[Any]]:
 
 
 def apply(
-    state: UserState, records: list[Record], *, now_ms: int, retention_days: int
+    state: UserState,
+    records: list[Record],
+    *,
+    now_ms: int,
+    retention_days: int,
+    since_ms: int | None = None,
 ) -> UserState:
-    """Fold records into a new state: set union by id, then erase what deletes and retention drop.
+    """Fold records into a new state: set union by id, then erase what deletes and retention
+    drop (and, in a namespace rebuilt `--since`, events before its floor; commands stay).
 
     Two different records with one id are a client bug; the one with the smaller encoding is
     kept so that the result still does not depend on order.
@@ -175,6 +181,8 @@ def apply(
     new = UserState(buckets["i"], buckets["d"], buckets["c"], auto)
     until = new.deleted_until
     oldest = now_ms - retention_days * 86_400_000
+    if since_ms is not None:
+        oldest = max(oldest, since_ms)
     times = [v[0] for v in new.interactions.values()] + [v[0] for v in new.identifies.values()]
     if until is None and min(times, default=oldest) >= oldest:
         return new  # nothing to erase

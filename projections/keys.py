@@ -45,10 +45,22 @@ Segments (issue 6):
                                     registry's generation, `_f:segments:0` the topic fence.
                                     The empty app part keeps it out of every app's ACL pattern.
   `{ns}::segments:progress`         hash: <segment id> -> {offset, ready, done, total}
-  `{ns}:{app}:sg:{segment}:{bucket}` members, as `id` index entries (16 buckets by entity id);
-                                    a hint for listing: the entity's `sg` field is the truth.
+  `{ns}:{app}:sg:{<segment>:<bucket>}` members, as `id` index entries (16 buckets by entity
+                                    id), exact: each entry is placed as of an entity version
+  `{ns}:{app}:sv:{<segment>:<bucket>}` hash: member -> the entity version last placed (in or
+                                    out) in that set; same hash tag, so one script moves both
   `{ns}:{app}:due:{u|c}:{bucket}`   when to evaluate an entity again (score: epoch ms), for
                                     rules that change with the clock or with a company.
+
+Namespace bookkeeping (no app part, so no reader's pattern reaches them):
+  `{ns}::mark:{<tag>}`              the namespace's marker: one for a standalone Redis, one in
+                                    each slot of a cluster; every write checks the one of its
+                                    slot, so a Redis or master that came back empty is noticed
+  `{ns}::meta`                      hash: `format` (the state format the namespace was written
+                                    in), `since` (its event-time floor, replay --since)
+  `{ns}::handover`                  hash: source `topic:partition` -> the offset a replay's
+                                    rebuild read it to; the live worker fills what it applied
+                                    beyond that elsewhere, then removes the entry
 """
 
 from __future__ import annotations
@@ -229,7 +241,24 @@ def segment_progress(namespace: str) -> str:
 
 
 def segment_members(namespace: str, app_id: str, segment_id: str, bucket: int) -> str:
-    return f"{namespace}:{escape(app_id)}:sg:{escape(segment_id)}:{bucket}"
+    return f"{namespace}:{escape(app_id)}:sg:{{{escape(segment_id)}:{bucket}}}"
+
+
+def segment_versions(namespace: str, app_id: str, segment_id: str, bucket: int) -> str:
+    """The entity versions placed in a member set (same hash tag as `segment_members`)."""
+    return f"{namespace}:{escape(app_id)}:sv:{{{escape(segment_id)}:{bucket}}}"
+
+
+def marker(namespace: str, tag: str) -> str:
+    return f"{namespace}::mark:{{{tag}}}"
+
+
+def meta(namespace: str) -> str:
+    return f"{namespace}::meta"
+
+
+def handover(namespace: str) -> str:
+    return f"{namespace}::handover"
 
 
 def due(namespace: str, app_id: str, scope: str, bucket: int) -> str:

@@ -5,6 +5,12 @@ or removed (a backfill of its app, with progress), the clock (the due sets), and
 a company's properties (its members become due at once). All of them go through
 `reevaluate`, which writes only `sg`/`_du`, conditional on the entity's version.
 
+Every writer sends its member set moves after its write, as of the version it wrote
+(`registry.membership_moves`); the sets take only moves newer than what they hold, so they
+end exact whatever the order. A writer killed between its write and its moves is redone
+(its records, contributions or definition are delivered again), and the redone step
+asserts the stored membership.
+
 A writer that used an old registry is caught by reading the registry's generation after
 its commit: a definition is always stored before its backfill starts, so an entity written
 with stale definitions after the backfill passed it is evaluated again by its own writer.
@@ -26,7 +32,7 @@ from projections.registry import (
     company_profile,
     membership,
     membership_fields,
-    membership_ops,
+    membership_moves,
     plan_definition,
     registry_of,
     stored_membership,
@@ -69,23 +75,6 @@ def profile_of(scope: str, fields: dict[str, bytes], companies: dict[str, dict[s
     return user_profile(header, field_of, companies.get(header["company_id"] or ""))
 
 
-async def place(store: Store, moved: list[tuple[str, int, list[IndexOp]]]) -> list[str]:
-    """Send each entity's set moves after its write, or after reading it when it was not
-    written: (entity key, the version the moves are for, the moves). Then read the versions
-    of those whose moves take an entry out: an entity written meanwhile by another writer may
-    have had that writer's adds overtaken by these removals, so its key is returned, to be
-    evaluated again. (An add overtaking a newer removal leaves an extra entry, which listing
-    checks against `sg`.) Every writer doing this, no set misses a member of an entity's
-    latest version."""
-    moved = [m for m in moved if m[2]]
-    if not moved:
-        return []
-    await store.index([op for _key, _version, ops in moved for op in ops])
-    checked = [(key, version) for key, version, ops in moved if any(op.remove for op in ops)]
-    found = await store.versions([key for key, _version in checked]) if checked else []
-    return [key for (key, version), now in zip(checked, found, strict=True) if now != version]
-
-
 async def reevaluate(
     store: Store,
     namespace: str,
@@ -101,7 +90,7 @@ async def reevaluate(
     """Evaluate entities again with the current registry; returns how many changed.
 
     Every entity's place in each set of its segments (and `also`) and its due entry are
-    asserted, so this also repairs sets a crashed or raced writer left behind."""
+    asserted, so this also repairs sets a writer killed before its moves left behind."""
     registry_key = keys.segment_registry(namespace)
     pending = sorted(set(entity_ids))
     changed = 0
@@ -121,26 +110,29 @@ async def reevaluate(
         if scope == "user" and registry.reads_companies(app_id):
             named = {decode_field(f[keys.HEADER])["company_id"] for f in stored if keys.HEADER in f}
             companies = await company_properties(store, namespace, app_id, named - {None})
-        writes, ahead, moves, read = [], [], {}, {}
+        writes, decided = [], {}
         for entity_id, key, fields in zip(pending, entity_keys, stored, strict=True):
             profile = profile_of(scope, fields, companies)
             new = NONE if profile is None else membership(segments, profile, now_ms)
             old = stored_membership(fields)
-            first, moves[key] = membership_ops(namespace, app_id, scope, entity_id, old, new, every)
-            ahead += first
-            read[key] = version_of(fields)
+            decided[key] = (entity_id, version_of(fields), old, new)
             if new != old and fields:
                 writes.append(_membership_write(key, fields, new))
-        await store.index(ahead)
         results = await store.commit(writes)
         changed += sum(results)
         refused = {w.key for w, ok in zip(writes, results, strict=True) if not ok}
-        for w, ok in zip(writes, results, strict=True):
-            read[w.key] += ok
-        stale = set(
-            await place(store, [(k, read[k], ops) for k, ops in moves.items() if k not in refused])
-        )
-        retry = [e for e, k in zip(pending, entity_keys, strict=True) if k in refused or k in stale]
+        written = {w.key for w, ok in zip(writes, results, strict=True) if ok}
+        moves, due = [], []
+        for key, (entity_id, version, old, new) in decided.items():
+            if key not in refused:
+                m, d = membership_moves(
+                    namespace, app_id, scope, entity_id, version + (key in written), old, new, every
+                )
+                moves += m
+                due += d
+        await store.place(moves)
+        await store.index(due)
+        retry = [e for e, k in zip(pending, entity_keys, strict=True) if k in refused]
         if await store.version(registry_key) != registry.generation:
             registry, retry = None, pending  # definitions changed meanwhile: all again
         pending = retry
@@ -261,7 +253,6 @@ async def apply_definition(
     namespace: str,
     segment_id: str,
     segment: Segment | None,
-    fence_field: str,
     offset: int,
     *,
     now_ms: int,
@@ -274,18 +265,18 @@ async def apply_definition(
     note = decode_field(notes[segment_id]) if segment_id in notes else None
     while True:
         [fields] = await store.load([registry_key])
-        planned = plan_definition(fields, segment_id, segment, fence_field, offset)
+        planned = plan_definition(fields, segment_id, segment, offset)
         if planned is None:
             if note is None or note["offset"] != offset or note["ready"]:
                 return  # applied and evaluated already
             scopes = [tuple(s) for s in note["scopes"]]
             break
-        to_set, to_delete, changed_scopes = planned
+        to_set, changed_scopes = planned
         scopes = sorted(changed_scopes)
         note = {"offset": offset, "ready": False, "removed": segment is None, "done": 0}
         note |= {"total": None, "scopes": [list(s) for s in scopes]}
         await store.put(progress_key, {segment_id: encode_field(note)})
-        [ok] = await store.commit([Write(registry_key, version_of(fields), to_set, to_delete)])
+        [ok] = await store.commit([Write(registry_key, version_of(fields), to_set, [])])
         if ok:
             break
     done = 0
@@ -302,9 +293,10 @@ async def apply_definition(
     if segment is None:
         await store.drop(
             [
-                keys.segment_members(namespace, app_id, segment_id, b)
+                set_key(namespace, app_id, segment_id, b)
                 for app_id, _scope in scopes
                 for b in range(keys.INDEX_BUCKETS)
+                for set_key in (keys.segment_members, keys.segment_versions)
             ]
         )
     final = {**note, "ready": True, "done": done, "total": done}

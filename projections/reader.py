@@ -332,7 +332,7 @@ class Reader:
                 continue
             entry = decode_field(raw)
             d = entry["definition"]
-            if app_id is not None and d["app_id"] != app_id:
+            if d is None or (app_id is not None and d["app_id"] != app_id):  # None: removed
                 continue
             note = decode_field(notes[name]) if name in notes else {}
             ready = bool(note.get("ready")) and note.get("offset") == entry["offset"]
@@ -353,7 +353,8 @@ class Reader:
         if segment_id.startswith("_"):  # the registry's own fields, not segments
             return None
         raw = self._r.hget(keys.segment_registry(self.namespace), segment_id)
-        return None if raw is None else dict(decode_field(raw)["definition"])
+        found = None if raw is None else decode_field(raw)["definition"]
+        return None if found is None else dict(found)
 
     def segment_members(
         self,

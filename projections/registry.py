@@ -1,7 +1,9 @@
 """The segment registry and what membership writes (pure, no I/O).
 
 The registry is every definition of `profiles.segments`, as kept in the `{ns}::segments`
-hash (keys.py); its version `_v` is its generation. Membership of one entity is the sorted
+hash (keys.py): per segment id the offset of its latest record and its definition (None once
+removed, so that an older record of it, read late, stays out); its version `_v` is its
+generation. Membership of one entity is the sorted
 ids of the segments of its app and scope that it matches now, plus when the clock may next
 change that; `membership_ops` turns a change into moves in the member and due sets.
 """
@@ -15,7 +17,7 @@ from typing import Any
 from projections import keys
 from projections.fold import decode_field, encode_field
 from projections.segments import Profile, conditions, evaluate, next_change
-from projections.store import IndexOp, version_of
+from projections.store import IndexOp, MemberMove, version_of
 from schemas.segments import PropertyCondition, Segment, parse_segment
 
 
@@ -57,8 +59,9 @@ def registry_of(fields: Mapping[str, bytes]) -> Registry:
             if name.startswith("_"):
                 continue
             entry = decode_field(raw)
-            segments[name] = parse_segment(entry["definition"])
-            offsets[name] = entry["offset"]
+            if entry["definition"] is not None:
+                segments[name] = parse_segment(entry["definition"])
+                offsets[name] = entry["offset"]
         found = Registry(version_of(dict(fields)), segments, offsets)
         if len(_parsed) > 64:
             _parsed.clear()
@@ -70,26 +73,25 @@ def plan_definition(
     fields: Mapping[str, bytes],
     segment_id: str,
     segment: Segment | None,
-    fence_field: str,
     offset: int,
-) -> tuple[dict[str, bytes], list[str], set[tuple[str, str]]] | None:
+) -> tuple[dict[str, bytes], set[tuple[str, str]]] | None:
     """Pure: the registry writes for one `profiles.segments` record (None for a tombstone) —
-    (to set, to delete, the (app, scope) pairs whose profiles must be evaluated again) — or
-    None when the record was applied already (at or below the fence)."""
-    if offset <= int(fields.get(fence_field, b"-1")):
+    (fields to set, the (app, scope) pairs whose profiles must be evaluated again) — or None
+    when this segment's entry holds this record or a later one already.
+
+    The fence is per segment id, not per partition: a live worker and a replay's rebuild may
+    store definitions in one namespace in any order, and each id keeps its latest."""
+    entry = decode_field(fields[segment_id]) if segment_id in fields else None
+    if entry is not None and offset <= entry["offset"]:
         return None
-    old = decode_field(fields[segment_id])["definition"] if segment_id in fields else None
+    old = entry["definition"] if entry is not None else None
     scopes = {(old["app_id"], old["scope"])} if old is not None else set()
-    to_set = {fence_field: str(offset).encode()}
-    to_delete = []
-    if segment is None:
-        if old is not None:
-            to_delete.append(segment_id)
-    else:
+    definition = None
+    if segment is not None:
         scopes.add((segment.app_id, segment.scope))
         definition = segment.model_dump(mode="json", exclude_none=True)
-        to_set[segment_id] = encode_field({"offset": offset, "definition": definition})
-    return to_set, to_delete, scopes
+    to_set = {segment_id: encode_field({"offset": offset, "definition": definition})}
+    return to_set, scopes
 
 
 @dataclass(frozen=True)
@@ -144,44 +146,48 @@ def membership_fields(m: Membership) -> dict[str, bytes]:
     return out
 
 
-def membership_ops(
+def membership_moves(
     namespace: str,
     app_id: str,
     scope: str,
     entity_id: str,
+    version: int,
     old: Membership,
     new: Membership,
     every: list[str] | None = None,
     *,
     exact: bool = True,
-) -> tuple[list[IndexOp], list[IndexOp]]:
-    """Member and due set moves from `old` to `new`, as (ahead, moves): `ahead` goes out before
-    the entity's write, the entries it gains (the segments it enters, its due entry), so that a
-    writer killed after its write leaves none missing; `moves` after it (`membership.place`):
-    the entity put (again) in the set of each segment of `new` and taken out of those only
-    `old` has, whatever the sets hold. With `every` (segment ids), assert its place in each of
-    those sets and its due entry too.
+) -> tuple[list[MemberMove], list[IndexOp]]:
+    """What the entity's membership changing from `old` to `new` at entity `version` moves,
+    sent after the write that made that version: the entity in the set of each segment only
+    `new` has, out of those only `old` has — or, with `every` (segment ids), its place in
+    each of those sets asserted as well (a repair) — and its due entry.
 
-    A fold step passes exact=False: its due entry may only come earlier, never later or away,
-    because a company step may just have made the entity due at once (its own step cannot
-    see that company's change); the clock's evaluation, which reads the company, sets it
-    exactly."""
+    The member sets take a move only if they placed no newer version of the entity, so
+    whatever order moves of different writers arrive in, each set ends with the decision of
+    the entity's latest placed version. A fold step passes exact=False: its due entry may
+    only come earlier, never later or away, because a company step may just have made the
+    entity due at once (its own step cannot see that company's change); the clock's
+    evaluation, which reads the company, sets it exactly."""
     bucket = keys.index_bucket(entity_id)
     member = keys.id_member(entity_id)
-    ahead, ops = [], []
     before, after = set(old.ids), set(new.ids)
-    touched = before | after | set(every or ())
-    for segment_id in sorted(touched):
-        key = keys.segment_members(namespace, app_id, segment_id, bucket)
-        inside = segment_id in after
-        ops.append(IndexOp(key, None if inside else member, member if inside else None))
-        if inside and segment_id not in before:
-            ahead.append(ops[-1])
+    touched = (before ^ after) | set(every or ())
+    moves = [
+        MemberMove(
+            keys.segment_members(namespace, app_id, segment_id, bucket),
+            keys.segment_versions(namespace, app_id, segment_id, bucket),
+            member,
+            version,
+            segment_id in after,
+        )
+        for segment_id in sorted(touched)
+    ]
+    due = []
     if every is not None or old.due != new.due:
         key = keys.due(namespace, app_id, scope, bucket)
         if new.due is not None:
-            ops.append(IndexOp(key, None, member, float(new.due), earlier_only=not exact))
-            ahead.append(ops[-1])
+            due.append(IndexOp(key, None, member, float(new.due), earlier_only=not exact))
         elif exact:
-            ops.append(IndexOp(key, member, None))
-    return ahead, ops
+            due.append(IndexOp(key, member, None))
+    return moves, due

@@ -1,11 +1,14 @@
-"""One user step: fence, fold, tell the companies, then write — for many users in few round trips.
+"""One user step: fence, fold, write, then tell the companies and move the sets — for many
+users in few round trips.
 
-Order matters for exactly-once (DESIGN.md §3): the company contributions and the users-index
-entries of a step go out *before* the user's atomic write. A crash in between leaves the user
-unwritten, so the records are folded again after the restart and their contributions sent
-again with the same version, which the company side takes as the same step. Segment member
-sets are moved around the write (`registry.membership_ops`, `membership.place`): entries
-gained before it, every move again after it, then a check that no other writer came between.
+Order matters for exactly-once (DESIGN.md §3). The user's atomic write goes first; what
+follows from it — its company contributions, its users-index entries, its segment member
+moves — is sent after, from what was written, at the version written. So nothing ever
+leaves a step that did not commit: a zombie whose write is refused sends nothing. A worker
+killed between the write and the sends has not acked its batch: the records come again,
+find themselves under the fence, and the step re-sends the stored truth at the stored
+version (`restate`) — contributions are whole, not differences, and the company and member
+sets take a version only if it is not older than what they hold, so a re-send is harmless.
 """
 
 from __future__ import annotations
@@ -29,21 +32,27 @@ from projections.fold import (
     project,
     project_added,
 )
-from projections.membership import company_change_ops, company_properties, place, reevaluate
+from projections.membership import company_change_ops, company_properties, reevaluate
 from projections.registry import (
     MEMBERSHIP,
     NONE,
+    Membership,
     Registry,
     company_profile,
     membership,
     membership_fields,
-    membership_ops,
+    membership_moves,
     registry_of,
     stored_membership,
     user_profile,
 )
-from projections.store import IndexOp, Store, Write, version_of
+from projections.store import IndexOp, MemberMove, Store, Write, version_of
 from schemas.models import Record
+
+
+class Contended(Exception):
+    """Entities kept changing under this writer (another writer on them: a rebalance's
+    overlap); nothing of the batch is lost, it is to be tried again."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class Positioned:
 class FoldConfig:
     gap_ms: int = 30 * 60_000
     retention_days: int = 400
+    since_ms: int | None = None  # the namespace's event-time floor (replay --since)
 
 
 class Sink(Protocol):
@@ -85,7 +95,8 @@ class DirectSink:
 @dataclass
 class StepPlan:
     """What a step writes: the stored fields `old` become `new` (segment membership is
-    added to `new` once the registry and company properties are known)."""
+    added to `new` once the registry and company properties are known), and what it sends
+    once written."""
 
     old: dict[str, bytes] = field(default_factory=dict)
     new: dict[str, bytes] = field(default_factory=dict)
@@ -93,6 +104,8 @@ class StepPlan:
     deltas: list[Contribution] = field(default_factory=list)
     index: list[IndexOp] = field(default_factory=list)
     write: bool = True  # False: re-send the stored truth only (restate)
+    repair: bool = False  # records came again: assert every set of the entity too
+    membership: tuple[Membership, Membership] = (NONE, NONE)  # (stored, new)
 
 
 def _index_ops(
@@ -141,20 +154,27 @@ def plan(
     now_ms: int,
     config: FoldConfig,
     namespace: str = "ps",
-) -> StepPlan | None:
-    """Pure: what folding `items` into the stored user writes and sends; None if all applied.
+) -> StepPlan:
+    """Pure: what folding `items` into the stored user writes and sends.
 
     Records at or below the stored fence of their topic-partition were applied by an earlier
-    step (redelivery after a crash) and are skipped; the new fences go out with the state.
+    step (a redelivery after a crash, or another writer that won a race); the new fences go
+    out with the state. When some were applied already, the step that applied them may have
+    died before its sends: this one re-sends every contribution and asserts every set.
     """
     fences = {k: int(v) for k, v in stored.items() if k.startswith(keys.FENCE_PREFIX)}
     fresh = [p for p in items if p.offset > fences.get(keys.fence_field(p.topic, p.partition), -1)]
+    app_id, user_id = items[0].record.app_id, items[0].record.user_id
     if not fresh:
-        return None
-    app_id, user_id = fresh[0].record.app_id, fresh[0].record.user_id
+        return restate(stored, app_id, user_id, config=config, namespace=namespace)
+    again = len(fresh) < len(items)
     state = UserState.from_bytes(stored.get(keys.STATE))
     new_state = apply(
-        state, [p.record for p in fresh], now_ms=now_ms, retention_days=config.retention_days
+        state,
+        [p.record for p in fresh],
+        now_ms=now_ms,
+        retention_days=config.retention_days,
+        since_ms=config.since_ms,
     )
     added = project_added(state, new_state, stored, config.gap_ms)
     if added is None:
@@ -170,7 +190,7 @@ def plan(
         version_of(stored) + 1,
         contributions(new_state, projected),
         sent,
-        resend=False,
+        resend=again,
     )
     old_header = decode_field(stored[keys.HEADER]) if keys.HEADER in stored else None
     index = _index_ops(namespace, app_id, user_id, old_header, projected.get(keys.HEADER))
@@ -182,7 +202,7 @@ def plan(
         fences[name] = max(fences.get(name, -1), p.offset)
     new.update({name: str(offset).encode() for name, offset in fences.items()})
     old = {k: v for k, v in stored.items() if k != keys.VERSION}
-    return StepPlan(old, new, projected, deltas, index)
+    return StepPlan(old, new, projected, deltas, index, repair=again)
 
 
 def restate(
@@ -193,11 +213,9 @@ def restate(
     config: FoldConfig,
     namespace: str = "ps",
 ) -> StepPlan:
-    """Pure: re-send what the stored user contributes, at its stored version (no write).
-
-    Used after a lost race: the attempt that lost may have sent contributions the winner
-    did not, so the stored truth goes out again and, being later in the log, wins.
-    """
+    """Pure: re-send what the stored user contributes, at its stored version (no write):
+    its contributions to every company it named, its users-index entries, and (added by the
+    step) its place in every member set."""
     state = UserState.from_bytes(stored.get(keys.STATE))
     projected = project(state, config.gap_ms)
     sent = decode_field(stored[keys.CONTRIBUTED]) if keys.CONTRIBUTED in stored else {}
@@ -212,7 +230,9 @@ def restate(
     )
     header = projected.get(keys.HEADER)
     index = _index_ops(namespace, app_id, user_id, None, header)
-    return StepPlan(old=stored, projected=projected, deltas=deltas, index=index, write=False)
+    return StepPlan(
+        old=stored, projected=projected, deltas=deltas, index=index, write=False, repair=True
+    )
 
 
 async def apply_batch(
@@ -225,68 +245,63 @@ async def apply_batch(
     config: FoldConfig,
     max_attempts: int = 20,
 ) -> int:
-    """Fold a batch into every user it touches; returns how many users were written."""
+    """Fold a batch into every user it touches; returns how many users were written.
+
+    Raises `Contended` when some users kept changing under this writer, after sending what
+    the others' steps wrote: the batch is to be tried again, not acked."""
     by_user: dict[str, list[Positioned]] = {}
     for p in items:
         r = p.record
         by_user.setdefault(keys.user(namespace, r.app_id, r.user_id), []).append(p)
     registry_key = keys.segment_registry(namespace)
     pending = list(by_user)
-    lost: set[str] = set()
     written: list[str] = []
     for _ in range(max_attempts):
         if not pending:
             break
         registry_fields, *stored = await store.load([registry_key, *pending])
         registry = registry_of(registry_fields)
-        steps: dict[str, tuple[StepPlan, dict[str, bytes]]] = {}
-        for key, fields in zip(pending, stored, strict=True):
-            step = plan(fields, by_user[key], now_ms=now_ms, config=config, namespace=namespace)
-            if step is None and key in lost:
-                first = by_user[key][0].record
-                step = restate(
-                    fields, first.app_id, first.user_id, config=config, namespace=namespace
-                )
-            if step is not None:
-                steps[key] = (step, fields)
+        steps = {
+            key: (
+                plan(fields, by_user[key], now_ms=now_ms, config=config, namespace=namespace),
+                fields,
+            )
+            for key, fields in zip(pending, stored, strict=True)
+        }
         companies = await _company_properties(store, namespace, registry, steps, by_user)
-        writes, deltas, index, moves = [], [], [], {}
+        writes = []
         for key, (step, fields) in steps.items():
             first = by_user[key][0].record
-            app_companies = companies.get(first.app_id, {})
-            ahead, moves[key] = _segments(
-                namespace, registry, first, step, app_companies, now_ms, key in lost
-            )
-            deltas += step.deltas
-            index += step.index + ahead
+            _user_membership(registry, first, step, companies.get(first.app_id, {}), now_ms)
             if step.write:
                 to_set, to_delete = changes(step.old, step.new)
-                if to_set or to_delete:
-                    writes.append(Write(key, version_of(fields), to_set, to_delete))
+                writes.append(Write(key, version_of(fields), to_set, to_delete))
+        results = await store.commit(writes)
+        refused = {w.key for w, ok in zip(writes, results, strict=True) if not ok}
+        done = [w.key for w, ok in zip(writes, results, strict=True) if ok]
+        written += done
+        # Sent from what was written, at the version written; a refused step sends nothing.
+        deltas: list[Contribution] = []
+        index: list[IndexOp] = []
+        moves: list[MemberMove] = []
+        for key, (step, fields) in steps.items():
+            if key in refused:
+                continue
+            first = by_user[key][0].record
+            deltas += step.deltas
+            index += step.index
+            m, due = _user_moves(namespace, registry, first, step, version_of(fields) + step.write)
+            moves += m
+            index += due
         if deltas:
             await sink.send(deltas)
-        if index:
-            await store.index(index)
-        results = await store.commit(writes)
-        done = {w.key for w, ok in zip(writes, results, strict=True) if ok}
-        written += done
-        pending = [w.key for w, ok in zip(writes, results, strict=True) if not ok]
-        lost.update(pending)
-        refused = set(pending)
-        stale = await place(
-            store,
-            [
-                (key, version_of(fields) + (key in done), moves[key])
-                for key, (_step, fields) in steps.items()
-                if key not in refused
-            ],
-        )
-        if stale:  # another writer came in between: its moves may have been overtaken
-            await _again(store, namespace, [by_user[k][0].record for k in stale], now_ms)
-        if written and await store.version(registry_key) != registry.generation:
-            await _again(store, namespace, [by_user[k][0].record for k in written], now_ms)
+        await store.index(index)
+        await store.place(moves)
+        pending = [k for k in pending if k in refused]
+        if done and await store.version(registry_key) != registry.generation:
+            await _again(store, namespace, [by_user[k][0].record for k in done], now_ms)
     if pending:
-        raise RuntimeError(f"{len(pending)} users kept changing under this writer; giving up")
+        raise Contended(f"{len(pending)} users kept changing under this writer")
     return len(written)
 
 
@@ -310,31 +325,37 @@ async def _company_properties(
     }
 
 
-def _segments(
-    namespace: str,
+def _user_membership(
     registry: Registry,
     first: Record,
     step: StepPlan,
     companies: dict[str, dict[str, Any]],
     now_ms: int,
-    repair: bool,
-) -> tuple[list[IndexOp], list[IndexOp]]:
-    """Add the user's segment membership to the step's new fields; the set moves it needs,
-    before the write and after it (`registry.membership_ops`)."""
-    segments = registry.of(first.app_id, "user")
-    header = step.projected.get(keys.HEADER)
-    new = NONE
-    if header is not None and segments:
-        profile = user_profile(header, step.projected, companies.get(header["company_id"] or ""))
-        new = membership(segments, profile, now_ms)
+) -> None:
+    """Evaluate the user's segments on the profile the step folded and add the membership to
+    its new fields (a restate repeats the stored one)."""
     old = stored_membership(step.old)
+    new = old
     if step.write:
+        segments = registry.of(first.app_id, "user")
+        header = step.projected.get(keys.HEADER)
+        new = NONE
+        if header is not None and segments:
+            profile = user_profile(
+                header, step.projected, companies.get(header["company_id"] or "")
+            )
+            new = membership(segments, profile, now_ms)
         step.new.update(membership_fields(new))
-    else:
-        new = old  # restate: the stored membership is the truth to repeat
-    every = [s.id for s in segments] if repair else None
-    return membership_ops(
-        namespace, first.app_id, "user", first.user_id, old, new, every, exact=False
+    step.membership = (old, new)
+
+
+def _user_moves(
+    namespace: str, registry: Registry, first: Record, step: StepPlan, version: int
+) -> tuple[list[MemberMove], list[IndexOp]]:
+    old, new = step.membership
+    every = [s.id for s in registry.of(first.app_id, "user")] if step.repair else None
+    return membership_moves(
+        namespace, first.app_id, "user", first.user_id, version, old, new, every, exact=False
     )
 
 
@@ -351,12 +372,12 @@ async def apply_company_batch(
     store: Store, items: list[Contribution], *, now_ms: int, max_attempts: int = 20
 ) -> int:
     """Apply contributions to every company they name (in their namespace); returns how many
-    companies were written."""
+    companies were written. Raises `Contended` as `apply_batch` does."""
     by_company: dict[str, list[Contribution]] = {}
     for c in items:
         by_company.setdefault(keys.company(c.namespace, c.app_id, c.company_id), []).append(c)
     pending = list(by_company)
-    written: dict[str, list[str]] = {}
+    total = 0
     for _ in range(max_attempts):
         if not pending:
             break
@@ -372,53 +393,63 @@ async def apply_company_batch(
         stored = await store.load_without(
             pending, keys.MEMBER_DAYS_PREFIX, [needed_fields(by_company[k]) for k in pending]
         )
-        writes, index, moves = [], [], []
+        writes, steps = [], {}
         for key, fields in zip(pending, stored, strict=True):
             first = by_company[key][0]
-            step = plan_company(fields, by_company[key])
-            if step is None:
-                continue
-            old, new, projected = step
             registry = registries[first.namespace]
-            ahead, moved = _company_index(first, registry, fields, new, projected, now_ms)
-            index += ahead
-            moves.append((key, version_of(fields), moved))
-            to_set, to_delete = changes(old, new)
-            if to_set or to_delete:
+            step = _company_step(first, registry, fields, by_company[key], now_ms)
+            steps[key] = (step, fields)
+            if step.write:
+                to_set, to_delete = changes(step.old, step.new)
                 writes.append(Write(key, version_of(fields), to_set, to_delete))
-        if index:
-            await store.index(index)
         results = await store.commit(writes)
-        done = {w.key for w, ok in zip(writes, results, strict=True) if ok}
-        for key in done:
-            written.setdefault(by_company[key][0].namespace, []).append(key)
-        pending = [w.key for w, ok in zip(writes, results, strict=True) if not ok]
-        refused = set(pending)
-        stale = await place(
-            store, [(k, v + (k in done), m) for k, v, m in moves if k not in refused]
-        )
-        for ns in sorted({by_company[k][0].namespace for k in stale}):
-            again = [by_company[k][0] for k in stale if by_company[k][0].namespace == ns]
-            await _companies_again(store, ns, again, now_ms)
+        refused = {w.key for w, ok in zip(writes, results, strict=True) if not ok}
+        written: dict[str, list[str]] = {}
+        for w, ok in zip(writes, results, strict=True):
+            if ok:
+                written.setdefault(by_company[w.key][0].namespace, []).append(w.key)
+                total += 1
+        index: list[IndexOp] = []
+        moves: list[MemberMove] = []
+        for key, (step, fields) in steps.items():
+            if key not in refused:
+                first = by_company[key][0]
+                m, i = _company_moves(first, registries[first.namespace], step, fields, now_ms)
+                moves += m
+                index += i
+        await store.index(index)
+        await store.place(moves)
+        pending = [k for k in pending if k in refused]
         for ns, company_keys in written.items():
             if await store.version(keys.segment_registry(ns)) != registries[ns].generation:
                 await _companies_again(store, ns, [by_company[k][0] for k in company_keys], now_ms)
     if pending:
-        raise RuntimeError(f"{len(pending)} companies kept changing under this writer; giving up")
-    return sum(len(v) for v in written.values())
+        raise Contended(f"{len(pending)} companies kept changing under this writer")
+    return total
 
 
-def _company_index(
+def _company_step(
     first: Contribution,
     registry: Registry,
     fields: dict[str, bytes],
-    new: dict[str, bytes],
-    projected: dict[str, Any],
+    items: list[Contribution],
     now_ms: int,
-) -> tuple[list[IndexOp], list[IndexOp]]:
-    """Add the company's segment membership to `new`; the sorted-set moves before the write
-    (the companies index, the members that are due because the company's properties changed,
-    the segments it enters) and after it (`registry.membership_ops`)."""
+) -> StepPlan:
+    """The company's step: its new fields with its segment membership, or, when every
+    contribution came again (its step may have died before its moves), a repair of the
+    stored one."""
+    fences = {k: int(v) for k, v in fields.items() if k.startswith(keys.FENCE_PREFIX)}
+    again = any(
+        c.topic and c.offset <= fences.get(keys.fence_field(c.topic, c.partition), -1)
+        for c in items
+    )
+    old_membership = stored_membership(fields)
+    planned = plan_company(fields, items)
+    if planned is None:
+        return StepPlan(
+            old=fields, write=False, repair=again, membership=(old_membership, old_membership)
+        )
+    old, new, projected = planned
     segments = registry.of(first.app_id, "company")
     header = projected.get(keys.HEADER)
     m = NONE
@@ -427,19 +458,47 @@ def _company_index(
     for name in MEMBERSHIP:
         new.pop(name, None)
     new.update(membership_fields(m))
-    old_header = decode_field(fields[keys.HEADER]) if keys.HEADER in fields else None
-    members = [row[0] for row in projected.get(keys.COMPANY_USERS, [])]
+    return StepPlan(old, new, projected, repair=again, membership=(old_membership, m))
+
+
+def _company_moves(
+    first: Contribution,
+    registry: Registry,
+    step: StepPlan,
+    fields: dict[str, bytes],
+    now_ms: int,
+) -> tuple[list[MemberMove], list[IndexOp]]:
+    """After the company's write: its companies-index entry, its member sets, and its members
+    due at once when its properties changed (a repair: whatever they were)."""
     ns, app_id, company_id = first.namespace, first.app_id, first.company_id
+    old_header = decode_field(fields[keys.HEADER]) if keys.HEADER in fields else None
+    if step.write:
+        header = step.projected.get(keys.HEADER)
+        members = [row[0] for row in step.projected.get(keys.COMPANY_USERS, [])]
+    else:
+        header = old_header
+        members = [row[0] for row in decode_field(fields.get(keys.COMPANY_USERS) or b"\x90")]
+    before = None if step.repair else old_header
     listed = keys.id_member(company_id)
     index_key = keys.companies_index(ns, app_id, keys.index_bucket(company_id))
-    ahead, moves = membership_ops(
-        ns, app_id, "company", company_id, stored_membership(fields), m, exact=False
+    old, new = step.membership
+    every = [s.id for s in registry.of(app_id, "company")] if step.repair else None
+    moves, due = membership_moves(
+        ns,
+        app_id,
+        "company",
+        company_id,
+        version_of(fields) + step.write,
+        old,
+        new,
+        every,
+        exact=False,
     )
-    return [
+    return moves, [
         IndexOp(index_key, listed if header is None else None, None if header is None else listed),
-        *company_change_ops(ns, app_id, registry, old_header, header, members, now_ms),
-        *ahead,
-    ], moves
+        *company_change_ops(ns, app_id, registry, before, header, members, now_ms),
+        *due,
+    ]
 
 
 async def _companies_again(

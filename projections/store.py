@@ -1,23 +1,33 @@
-"""Where user projections live: a small protocol, a Redis implementation and an in-memory one.
+"""Where projections live: a small protocol, a Redis implementation and an in-memory one.
 
 A write is conditional on the entity's version (`_v`) read before the fold ran; it sets and
-deletes fields and bumps the version in one atomic step (a Lua script on one key), so a
-stale writer — a zombie after a rebalance — can never overwrite a newer step.
+deletes fields and bumps the version in one atomic step (a Lua script on one slot), so a
+stale writer — a zombie after a rebalance — can never overwrite a newer step. The same step
+checks the namespace's marker in the entity's slot (`mark`): a Redis, or one master of a
+cluster, that came back empty has lost it, and the write is refused (`Lost`) instead of
+building a view from the records of one batch.
+
+Segment member sets move only forward in each entity's versions (`place`), so moves may
+arrive in any order, late or twice, and a set holds exactly the members whose latest placed
+version is inside.
 """
 
 from __future__ import annotations
 
 import asyncio
+import binascii
 import fnmatch
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.crc import key_slot
 
 from projections import keys
 
 _APPLY = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return -2 end
 local v = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 if v ~= tonumber(ARGV[2]) then return -1 end
 local nset = tonumber(ARGV[3])
@@ -37,6 +47,21 @@ end
 if #dels > 0 then redis.call('HDEL', KEYS[1], unpack(dels)) end
 redis.call('HSET', KEYS[1], ARGV[1], v + 1)
 return v + 1
+"""
+
+# One entity in or out of one member set, as of a version: only if no newer one was placed.
+# KEYS: the member set, its version hash (one slot); ARGV: member, version, 1 inside / 0 out.
+_PLACE = """
+local placed = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '-1')
+local mine = tonumber(ARGV[2])
+if mine < placed then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if ARGV[3] == '1' then
+  redis.call('ZADD', KEYS[1], 0, ARGV[1])
+else
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 1
 """
 
 # Every field of a hash except those starting with ARGV[1], plus the named ones among those.
@@ -73,10 +98,36 @@ class Write:
     to_delete: list[str]
 
 
+class Lost(Exception):
+    """The namespace's marker is gone from the slot of a write: Redis (or one master of a
+    cluster) lost its data, or the namespace was removed after a replay's flip."""
+
+    def __init__(self, namespace: str) -> None:
+        super().__init__(f"the marker of namespace {namespace!r} is gone")
+        self.namespace = namespace
+
+
+def namespace_of(key: str) -> str:
+    """The physical namespace of a projection key (namespaces hold no ':')."""
+    return key.split(":", 1)[0]
+
+
+@dataclass(frozen=True)
+class MemberMove:
+    """One entity in (`inside`) or out of one segment's member set, as of one of its versions;
+    a set takes it only if it placed no newer version of that entity."""
+
+    key: str  # the member set
+    versions: str  # the set's version hash, in the same slot
+    member: str
+    version: int
+    inside: bool
+
+
 @dataclass(frozen=True)
 class IndexOp:
-    """Move one entry in one sorted set (remove and/or add with a score): the users index,
-    segment members and due times."""
+    """Move one entry in one sorted set (remove and/or add with a score): the users and
+    companies indexes and due times."""
 
     key: str
     remove: str | None
@@ -103,7 +154,20 @@ class Store(Protocol):
         ...
 
     async def commit(self, writes: list[Write]) -> list[bool]:
-        """Apply each write if its entity is still at the expected version; one round trip."""
+        """Apply each write if its entity is still at the expected version; one round trip.
+        Raises `Lost` when a write's namespace has lost its marker in the write's slot."""
+        ...
+
+    async def mark(self, namespace: str) -> None:
+        """Put the namespace's marker in every slot (before its first write)."""
+        ...
+
+    async def marked(self, namespace: str) -> bool:
+        """Whether the namespace's marker is in every slot."""
+        ...
+
+    async def place(self, moves: list[MemberMove]) -> None:
+        """Apply member set moves, each only if its set placed no newer version of the entity."""
         ...
 
     async def index(self, ops: list[IndexOp]) -> None:
@@ -149,23 +213,30 @@ class RedisStore:
     def __init__(self, client: Any) -> None:
         self._client = client
         self._apply = client.register_script(_APPLY)
+        self._place = client.register_script(_PLACE)
         self._load_without = client.register_script(_LOAD_WITHOUT)
         # A cluster pipeline refuses scripts: there, the calls go out concurrently instead.
         self._cluster = isinstance(client, AsyncRedisCluster)
 
-    async def _run(self, script: Any, calls: list[tuple[str, list[Any]]]) -> list[Any]:
-        """One script call per (key, args), in one round trip (concurrent calls on a cluster)."""
+    def _marker(self, key: str) -> str:
+        """The marker a write of `key` checks: one per slot on a cluster (a master that lost
+        its data lost the markers of its slots), one for the whole of a standalone Redis."""
+        tag = _slot_tags()[key_slot(key.encode())] if self._cluster else "0"
+        return keys.marker(namespace_of(key), tag)
+
+    async def _run(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """One script call per (keys, args), in one round trip (concurrent calls on a cluster)."""
         if self._cluster:
             await self._client.initialize()  # a no-op once it knows the nodes
             out: list[Any] = []
             # redis-py fails a call rather than wait when a node's connections are all busy
             for i in range(0, len(calls), _CLUSTER_CALLS):
                 chunk = calls[i : i + _CLUSTER_CALLS]
-                out += await asyncio.gather(*(script(keys=[k], args=a) for k, a in chunk))
+                out += await asyncio.gather(*(script(keys=k, args=a) for k, a in chunk))
             return out
         pipe = self._client.pipeline(transaction=False)
-        for key, args in calls:
-            await script(keys=[key], args=args, client=pipe)
+        for call_keys, args in calls:
+            await script(keys=call_keys, args=args, client=pipe)
         return list(await pipe.execute())
 
     async def load(self, entity_keys: list[str]) -> list[dict[str, bytes]]:
@@ -182,7 +253,7 @@ class RedisStore:
     ) -> list[dict[str, bytes]]:
         if not entity_keys:
             return []
-        calls = [(k, [skip, *names]) for k, names in zip(entity_keys, wanted, strict=True)]
+        calls = [([k], [skip, *names]) for k, names in zip(entity_keys, wanted, strict=True)]
         out = []
         for flat in await self._run(self._load_without, calls):
             out.append({flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)})
@@ -197,8 +268,31 @@ class RedisStore:
             for name, value in w.to_set.items():
                 args += [name, value]
             args += w.to_delete
-            calls.append((w.key, args))
-        return [r != -1 for r in await self._run(self._apply, calls)]
+            calls.append(([w.key, self._marker(w.key)], args))
+        results = await self._run(self._apply, calls)
+        for w, r in zip(writes, results, strict=True):
+            if r == -2:
+                raise Lost(namespace_of(w.key))
+        return [r != -1 for r in results]
+
+    async def mark(self, namespace: str) -> None:
+        tags = _slot_tags() if self._cluster else ["0"]
+        pipe = self._client.pipeline(transaction=False)
+        for tag in sorted(set(tags)):
+            pipe.set(keys.marker(namespace, tag), b"1")
+        await pipe.execute()
+
+    async def marked(self, namespace: str) -> bool:
+        tags = _slot_tags() if self._cluster else ["0"]
+        pipe = self._client.pipeline(transaction=False)
+        for tag in tags:
+            pipe.exists(keys.marker(namespace, tag))
+        return all(await pipe.execute())
+
+    async def place(self, moves: list[MemberMove]) -> None:
+        if moves:
+            calls = [([m.key, m.versions], [m.member, m.version, int(m.inside)]) for m in moves]
+            await self._run(self._place, calls)
 
     async def index(self, ops: list[IndexOp]) -> None:
         pipe = self._client.pipeline(transaction=False)
@@ -252,9 +346,13 @@ class RedisStore:
 class MemoryStore:
     """The same contract in a dict, for unit tests of the fold and the step."""
 
-    def __init__(self) -> None:
+    def __init__(self, *namespaces: str) -> None:
+        """A store whose `namespaces` are marked already (as `mark` would)."""
         self.data: dict[str, dict[str, bytes]] = {}
         self.sets: dict[str, dict[str, float]] = {}
+        self.placed: dict[str, dict[str, int]] = {}  # member set versions
+        for namespace in namespaces:
+            self.data[keys.marker(namespace, "0")] = {"m": b"1"}
 
     async def load(self, entity_keys: list[str]) -> list[dict[str, bytes]]:
         return [dict(self.data.get(k, {})) for k in entity_keys]
@@ -271,6 +369,8 @@ class MemoryStore:
     async def commit(self, writes: list[Write]) -> list[bool]:
         out = []
         for w in writes:
+            if keys.marker(namespace_of(w.key), "0") not in self.data:
+                raise Lost(namespace_of(w.key))
             current = self.data.setdefault(w.key, {})
             version = version_of(current)
             if version != w.expected_version:
@@ -282,6 +382,24 @@ class MemoryStore:
             current[keys.VERSION] = str(version + 1).encode()
             out.append(True)
         return out
+
+    async def mark(self, namespace: str) -> None:
+        self.data[keys.marker(namespace, "0")] = {"m": b"1"}
+
+    async def marked(self, namespace: str) -> bool:
+        return keys.marker(namespace, "0") in self.data
+
+    async def place(self, moves: list[MemberMove]) -> None:
+        for m in moves:
+            placed = self.placed.setdefault(m.versions, {})
+            if m.version < placed.get(m.member, -1):
+                continue
+            placed[m.member] = m.version
+            members = self.sets.setdefault(m.key, {})
+            if m.inside:
+                members[m.member] = 0.0
+            else:
+                members.pop(m.member, None)
 
     async def index(self, ops: list[IndexOp]) -> None:
         for op in ops:
@@ -324,6 +442,24 @@ class MemoryStore:
         for key in drop_keys:
             self.data.pop(key, None)
             self.sets.pop(key, None)
+            self.placed.pop(key, None)
+
+
+_SLOTS = 16384
+_tags: list[str] = []
+
+
+def _slot_tags() -> list[str]:
+    """A hash tag in each of Redis Cluster's 16,384 slots (the first decimal number that lands
+    there; the same on every machine), found once per process."""
+    if not _tags:
+        found: dict[int, str] = {}
+        i = 0
+        while len(found) < _SLOTS:
+            found.setdefault(binascii.crc_hqx(str(i).encode(), 0) % _SLOTS, str(i))
+            i += 1
+        _tags.extend(found[slot] for slot in range(_SLOTS))
+    return _tags
 
 
 class MemoryHashes:

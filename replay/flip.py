@@ -1,4 +1,12 @@
-"""`profiles replay`: rebuild into a fresh namespace while the live worker serves, then flip."""
+"""`profiles replay`: rebuild into a fresh namespace while the live worker serves, then flip.
+
+The rebuild is a second pipeline: its own consumer group, its own namespace, its own fences;
+the live worker goes on writing only the current namespace. Once the rebuild has caught up
+with the log, it leaves the offsets it read to (the handover) and the pointer flips: readers
+and the live worker move to the new namespace at once, and the live worker applies there
+what it took in beyond those offsets before its next batch (streams/handover.py). The old
+namespace stays `retired` for a grace period, then goes.
+"""
 
 from __future__ import annotations
 
@@ -66,6 +74,9 @@ async def start_or_resume(client: Any, settings: Settings, wanted: str | None) -
     """Point the live writers at a next namespace (or find the replay already under way)."""
     base = settings.namespace
     pointer = await namespaces.read(client, base)
+    if pointer.retired is not None:  # an earlier replay flipped but was stopped before this
+        await remove_namespace(client, pointer.retired)
+        pointer = await _set(client, base, pointer, Pointer(pointer.current, pointer.next))
     if pointer.next is not None:
         if wanted is not None and wanted != pointer.next:
             raise ReplayError(
@@ -84,15 +95,19 @@ async def start_or_resume(client: Any, settings: Settings, wanted: str | None) -
     await forget_group(settings, group)
     if await committed_offsets(settings, group):
         raise ReplayError(f"consumer group {group!r} of an earlier replay is still in use")
-    started = Pointer(pointer.current, target)
-    async with client.pipeline(transaction=True) as pipe:  # only if nobody moved it meanwhile
+    return await _set(client, base, pointer, Pointer(pointer.current, target))
+
+
+async def _set(client: Any, base: str, seen: Pointer, new: Pointer) -> Pointer:
+    """Write the pointer, only if nobody moved it since it was `seen`."""
+    async with client.pipeline(transaction=True) as pipe:
         await pipe.watch(keys.pointer(base))
-        if await namespaces.read(pipe, base) != pointer:
+        if await namespaces.read(pipe, base) != seen:
             raise ReplayError("the namespace pointer changed under this replay; run it again")
         pipe.multi()
-        pipe.set(keys.pointer(base), started.encode())
+        pipe.set(keys.pointer(base), new.encode())
         await pipe.execute()
-    return started
+    return new
 
 
 async def replay(
@@ -102,14 +117,18 @@ async def replay(
     pointer = await start_or_resume(client, settings, namespace)
     assert pointer.next is not None
     group = replay_group(settings, pointer.next)
-    # The live worker writes the next namespace too from its next batch on, so the rebuild
-    # only has to reach the end offsets sampled now, after the pointer moved.
-    progress = await rebuild(settings, client, pointer.next, group=group, since_ms=since_ms)
-    flipped = Pointer(pointer.next)
-    await client.set(keys.pointer(settings.namespace), flipped.encode())
+    if since_ms is None:  # a resumed replay keeps the floor it was started with
+        meta = await namespaces.read_meta(client, pointer.next)
+        since_ms = None if meta is None else meta.since
+    progress = await rebuild(
+        settings, client, pointer.next, group=group, since_ms=since_ms, handover=True
+    )
+    base = settings.namespace
+    flipped = await _set(client, base, pointer, Pointer(pointer.next, retired=pointer.current))
     print(f"flipped readers and the live worker to {pointer.next!r}", file=sys.stderr)
     await asyncio.sleep(GRACE_SECONDS)
     removed = await remove_namespace(client, pointer.current)
+    await _set(client, base, flipped, Pointer(pointer.next))
     await forget_group(settings, group)
     return ReplayResult(pointer.current, pointer.next, progress, removed)
 

@@ -11,7 +11,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from projections.keys import fence_field
+from projections import keys, namespaces
 from projections.membership import apply_definition, tick
 from projections.step import DirectSink, FoldConfig, apply_batch
 from projections.store import RedisStore
@@ -52,18 +52,29 @@ async def rebuild(
     *,
     group: str,
     since_ms: int | None = None,
+    handover: bool = False,
     report: Callable[[Progress], None] = print_progress,
     report_every: float = 1.0,
 ) -> Progress:
-    """Fold every source record into namespace `target` until the end offsets sampled now.
+    """Fold every source record into namespace `target` with its own consumer group, until it
+    has caught up with the log's end.
 
     Positions are committed to `group` after each batch is written, so an interrupted rebuild
     resumes where it stopped; what it re-reads falls under the fences and changes nothing.
+    The end moves while records keep arriving: the rebuild reads to the end it sampled, then
+    to a newer one, until what is left is less than a batch. With `handover` it then leaves
+    in `target` the offset it read each partition to, for the live worker to apply what it
+    took in meanwhile (streams/handover.py).
+
+    `since_ms` leaves events before it out of the views (commands all count): every command
+    is read, events from where their produce time may first reach it.
     """
     topics = Topics(settings.topic_prefix)
     store = RedisStore(client)
     sink = DirectSink(store)
-    config = FoldConfig(gap_ms=settings.gap_ms, retention_days=settings.retention_days)
+    config = FoldConfig(
+        gap_ms=settings.gap_ms, retention_days=settings.retention_days, since_ms=since_ms
+    )
     consumer = AIOKafkaConsumer(
         **client_options(settings),
         group_id=group,
@@ -73,32 +84,32 @@ async def rebuild(
     )
     await consumer.start()
     progress = Progress(time.monotonic())
+    await store.mark(target)
+    await namespaces.write_meta(client, target, namespaces.Meta(since=since_ms))
     await load_definitions(settings, store, target)
     try:
-        tps = [
-            TopicPartition(t, p)
-            for t in topics.sources
-            for p in sorted(consumer.partitions_for_topic(t) or ())
-        ]
-        if not tps:
-            await consumer._client.force_metadata_update()  # first call on a cold client
-            tps = [
-                TopicPartition(t, p)
-                for t in topics.sources
-                for p in sorted(consumer.partitions_for_topic(t) or ())
-            ]
+        tps = await _partitions(consumer, topics.sources)
         consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        await _seek_start(consumer, tps, since_ms)
+        await _seek_start(consumer, tps, since_ms, topics, settings.max_future_hours)
         last_report = 0.0
+        rounds = 0
+        ends = await consumer.end_offsets(tps)
         while True:
             positions = {tp: await consumer.position(tp) for tp in tps}
             progress.lag = sum(max(0, ends[tp] - positions[tp]) for tp in tps)
-            if time.monotonic() - last_report >= report_every or progress.lag == 0:
+            if progress.lag == 0:
+                # caught up with the end sampled last: sample again, while records arrive
+                newer = await consumer.end_offsets(tps)
+                left = sum(max(0, newer[tp] - positions[tp]) for tp in tps)
+                rounds += 1
+                if left < settings.bulk_batch_size or rounds >= 10:
+                    report(progress)
+                    break
+                ends = newer
+                continue
+            if time.monotonic() - last_report >= report_every:
                 report(progress)
                 last_report = time.monotonic()
-            if progress.lag == 0:
-                return progress
             batch = await consumer.getmany(timeout_ms=500, max_records=settings.bulk_batch_size)
             messages = [m for ms in batch.values() for m in ms]
             if not messages:
@@ -115,23 +126,42 @@ async def rebuild(
             await consumer.commit(
                 {tp: OffsetAndMetadata(ms[-1].offset + 1, "") for tp, ms in batch.items() if ms}
             )
+        if handover:
+            positions = {tp: await consumer.position(tp) for tp in tps}
+            await client.hset(
+                keys.handover(target),
+                mapping={f"{tp.topic}:{tp.partition}": str(at) for tp, at in positions.items()},
+            )
+        # definitions that arrived while it ran (each id keeps its latest: any order is right)
+        await load_definitions(settings, store, target)
+        return progress
     finally:
         await consumer.stop()
 
 
+async def _partitions(consumer: AIOKafkaConsumer, names: list[str]) -> list[TopicPartition]:
+    found = [
+        TopicPartition(t, p) for t in names for p in sorted(consumer.partitions_for_topic(t) or ())
+    ]
+    if not found:
+        await consumer._client.force_metadata_update()  # first call on a cold client
+        found = [
+            TopicPartition(t, p)
+            for t in names
+            for p in sorted(consumer.partitions_for_topic(t) or ())
+        ]
+    return found
+
+
 async def load_definitions(settings: Settings, store: RedisStore, target: str) -> int:
-    """Store every segment definition of the compacted topic in `target` before any profile
-    is folded there, so profiles are evaluated as they are built; returns how many."""
+    """Store every segment definition of the compacted topic in `target` (profiles folded
+    afterwards are evaluated as they are built); returns how many were read."""
     topic = Topics(settings.topic_prefix).segments
     consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
     await consumer.start()
     applied = 0
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if not tps:
-            await consumer._client.force_metadata_update()
-            found = consumer.partitions_for_topic(topic) or ()
-            tps = [TopicPartition(topic, p) for p in sorted(found)]
+        tps = await _partitions(consumer, [topic])
         if not tps:
             return 0
         consumer.assign(tps)
@@ -139,16 +169,15 @@ async def load_definitions(settings: Settings, store: RedisStore, target: str) -
         await consumer.seek_to_beginning(*tps)
         while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
             batch = await consumer.getmany(timeout_ms=500)
-            for tp, messages in batch.items():
+            for messages in batch.values():
                 for m in messages:
                     try:
                         segment_id, segment = decode_definition(m.key, m.value)
                     except Rejected:
                         continue  # the live worker dead-lettered it
-                    fence = fence_field(tp.topic, tp.partition)
                     now_ms = int(time.time() * 1000)
                     await apply_definition(
-                        store, target, segment_id, segment, fence, m.offset, now_ms=now_ms
+                        store, target, segment_id, segment, m.offset, now_ms=now_ms
                     )
                     applied += 1
         return applied
@@ -157,9 +186,16 @@ async def load_definitions(settings: Settings, store: RedisStore, target: str) -
 
 
 async def _seek_start(
-    consumer: AIOKafkaConsumer, tps: list[TopicPartition], since_ms: int | None
+    consumer: AIOKafkaConsumer,
+    tps: list[TopicPartition],
+    since_ms: int | None,
+    topics: Topics,
+    future_hours: int,
 ) -> None:
-    """Resume from the group's committed offsets; else from the beginning or from `since`."""
+    """Resume from the group's committed offsets; else from the beginning — or, `since`, the
+    events from the first offset whose produce time may carry an event at or after it (an
+    event is accepted up to `future_hours` ahead of its produce time), commands from the
+    beginning."""
     fresh = []
     for tp in tps:
         committed = await consumer.committed(tp)
@@ -167,13 +203,17 @@ async def _seek_start(
             fresh.append(tp)
         else:
             consumer.seek(tp, committed)
-    if not fresh:
+    commands = topics.for_type("command")
+    start = [tp for tp in fresh if since_ms is None or tp.topic == commands]
+    if start:
+        await consumer.seek_to_beginning(*start)
+    later = [tp for tp in fresh if tp not in start]
+    if not later:
         return
-    if since_ms is None:
-        await consumer.seek_to_beginning(*fresh)
-        return
-    found = await consumer.offsets_for_times({tp: since_ms for tp in fresh})
-    ends = await consumer.end_offsets(fresh)
-    for tp in fresh:
-        at = found.get(tp)
-        consumer.seek(tp, at.offset if at is not None else ends[tp])
+    assert since_ms is not None
+    at = since_ms - future_hours * 3_600_000
+    found = await consumer.offsets_for_times({tp: at for tp in later})
+    ends = await consumer.end_offsets(later)
+    for tp in later:
+        offset = found.get(tp)
+        consumer.seek(tp, offset.offset if offset is not None else ends[tp])

@@ -96,9 +96,11 @@ async def verify(settings: Settings, client: Any, sync_client: redis.Redis) -> l
     """Rebuild from the beginning into a scratch namespace, compare with the live one, clean up."""
     scratch = f"{settings.namespace}-verify-{uuid.uuid4().hex[:8]}"
     live_ns = (await namespaces.read(client, settings.namespace)).current
+    meta = await namespaces.read_meta(client, live_ns)
     group = f"{settings.group_id}-verify-{scratch}"
     try:
-        await rebuild(settings, client, scratch, group=group)
+        since = None if meta is None else meta.since
+        await rebuild(settings, client, scratch, group=group, since_ms=since)
         return list(differences(sync_client, live_ns, scratch))
     finally:
         await remove_namespace(client, scratch)

@@ -1,26 +1,30 @@
-"""The Faust app and its user agent: decode, dead-letter what is bad, fold the rest into Redis."""
+"""The Faust app and its agents: decode, dead-letter what is bad, fold the rest into Redis.
+
+Each agent's body runs a batch through `guard.until_applied`, so a batch is acked only once
+it was applied (or its records dead-lettered): see streams/guard.py for what is retried and
+what stops the worker."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any, cast
 
 import faust
-import redis.asyncio as aioredis
 
 from projections import namespaces
-from projections.keys import fence_field
 from projections.membership import apply_definition, tick
 from projections.step import FoldConfig, apply_batch, apply_company_batch
-from projections.store import RedisStore
+from projections.store import Lost, RedisStore
 from schemas.codec import Rejected
 from streams.definitions import decode_definition
 from streams.deltas import KafkaSink, decode_delta
+from streams.guard import EXIT_FAILED, Again, finish, stop, transient, until_applied
+from streams.handover import Handover
 from streams.ingest import dead_letter as dead_letter_value
 from streams.ingest import triage
 from streams.kafka import MAX_DELTA_BYTES, faust_credentials
@@ -56,9 +60,10 @@ def build_app(settings: Settings) -> faust.App:
     source = app.topic(*topics.sources, key_type=bytes, value_type=bytes)
     dlq = app.topic(topics.dlq, key_type=bytes, value_type=bytes)
     deltas = app.topic(topics.company_deltas, key_type=bytes, value_type=bytes)
-    config = FoldConfig(gap_ms=settings.gap_ms, retention_days=settings.retention_days)
+    base_config = FoldConfig(gap_ms=settings.gap_ms, retention_days=settings.retention_days)
     limits = settings.limits
     sink = KafkaSink(deltas)
+    checked: dict[str, namespaces.Meta] = {}  # the format and floor of each namespace seen
 
     def connect() -> tuple[Any, RedisStore]:
         client = async_client(settings)
@@ -70,57 +75,70 @@ def build_app(settings: Settings) -> faust.App:
         await asyncio.gather(*sent)
         log.warning("dead-lettered %d of %d records", len(dead), total)
 
-    async def until_done(step: Callable[[], Awaitable[Any]]) -> None:
-        while True:
-            try:
-                await step()
-                return
-            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
-                # Not acked yet: keep the batch and try again when Redis is back.
-                log.error("redis unavailable (%s); retrying the batch in 1 s", exc)
-                await asyncio.sleep(1)
+    async def pointer(client: Any) -> namespaces.Pointer:
+        found = await namespaces.read_live(client, settings.namespace)
+        if found.current not in checked:  # a namespace keeps its format: checked once
+            checked[found.current] = await namespaces.check_format(client, found.current)
+        return found
 
-    async def targets(client: Any) -> list[str]:
+    async def written(client: Any, namespace: str, lost: Lost) -> None:
+        """A write found its namespace's marker gone: the namespace was retired by a
+        replay's flip (do the batch again, in the new one), or Redis lost it."""
+        now = await namespaces.read_live(client, settings.namespace)
+        if lost.namespace != now.current:
+            raise Again from lost
+        raise namespaces.ProjectionsLost(
+            settings.namespace, f"the marker of namespace {namespace!r} is gone from a slot"
+        ) from lost
+
+    async def fold_users(
+        client: Any, store: RedisStore, handover: Handover, batch: list[Any], good: list[Any]
+    ) -> None:
+        now_ms = int(time.time() * 1000)
+        namespace = (await pointer(client)).current
+        config = replace(base_config, since_ms=checked[namespace].since)
         try:
-            return (await namespaces.read_live(client, settings.namespace)).targets
-        except namespaces.ProjectionsLost as exc:
-            # Writing on would build views from the records after the committed offsets only.
-            # Nothing of this batch is acked: stop as a kill would, and say how to rebuild.
-            log.critical("%s", exc)
-            logging.shutdown()
-            os._exit(exc.exit_code)
-
-    async def fold_users(client: Any, store: RedisStore, good: list[Any], now_ms: int) -> None:
-        # While a replay builds the next namespace, the live worker writes both.
-        for namespace in await targets(client):
+            await handover.before(namespace, batch, config)
             await apply_batch(store, sink, namespace, good, now_ms=now_ms, config=config)
+        except Lost as exc:
+            await written(client, namespace, exc)
 
     async def fold_companies(client: Any, store: RedisStore, good: list[Any]) -> None:
-        # Contributions to a namespace that is gone (replaced by a replay) are dropped.
-        live = await targets(client)
+        # Contributions to a namespace that is no longer current (a replay flipped) are
+        # dropped: the new one got its own from the rebuild and the handover.
+        namespace = (await pointer(client)).current
         now_ms = int(time.time() * 1000)
-        await apply_company_batch(store, [c for c in good if c.namespace in live], now_ms=now_ms)
+        mine = [c for c in good if c.namespace == namespace]
+        try:
+            await apply_company_batch(store, mine, now_ms=now_ms)
+        except Lost as exc:
+            await written(client, namespace, exc)
 
     # concurrency=1: faust-streaming can commit past an unfinished message otherwise (#606).
     @app.agent(source, concurrency=1)
     async def users(stream: faust.StreamT) -> None:
         client, store = connect()
+        handover = Handover(settings, client, store, sink)
+
+        async def batch(events: Sequence[Any]) -> None:
+            messages = [e.message for e in events]
+            good, dead = triage(messages, topics, limits, int(time.time() * 1000))
+            if dead:
+                await until_applied("dead letters", partial(dead_letter, dead, len(events)))
+            if good:
+                fold = partial(fold_users, client, store, handover, messages, good)
+                await until_applied("a user batch", fold)
+
         async for events in cast(faust.Stream, stream).take_events(
             settings.batch_size, settings.batch_seconds
         ):
-            now_ms = int(time.time() * 1000)
-            good, dead = triage((e.message for e in events), topics, limits, now_ms)
-            if dead:
-                await dead_letter(dead, len(events))
-            if good:
-                await until_done(partial(fold_users, client, store, good, now_ms))
+            await finish(batch(events))
 
     @app.agent(deltas, concurrency=1)
     async def companies(stream: faust.StreamT) -> None:
         client, store = connect()
-        async for events in cast(faust.Stream, stream).take_events(
-            settings.bulk_batch_size, settings.batch_seconds
-        ):
+
+        async def batch(events: Sequence[Any]) -> None:
             good, dead = [], []
             for event in events:
                 m = event.message
@@ -129,16 +147,27 @@ def build_app(settings: Settings) -> faust.App:
                 except Rejected as exc:
                     dead.append((m, dead_letter_value(exc.reason, exc.detail, m)))
             if dead:
-                await dead_letter(dead, len(events))
+                await until_applied("dead letters", partial(dead_letter, dead, len(events)))
             if good:
-                await until_done(partial(fold_companies, client, store, good))
+                await until_applied("a company batch", partial(fold_companies, client, store, good))
 
-    async def define(
-        client: Any, store: RedisStore, sid: str, seg: Any, fence: str, offset: int
-    ) -> None:
-        for namespace in await targets(client):
+        async for events in cast(faust.Stream, stream).take_events(
+            settings.bulk_batch_size, settings.batch_seconds
+        ):
+            await finish(batch(events))
+
+    async def define(client: Any, store: RedisStore, sid: str, seg: Any, offset: int) -> None:
+        # Definitions go to a namespace a replay is building too: each id keeps its latest
+        # record, so the rebuild and this agent may store them in any order.
+        found = await pointer(client)
+        for namespace in [found.current] if found.next is None else [found.current, found.next]:
             now_ms = int(time.time() * 1000)
-            await apply_definition(store, namespace, sid, seg, fence, offset, now_ms=now_ms)
+            try:
+                await apply_definition(store, namespace, sid, seg, offset, now_ms=now_ms)
+            except Lost as exc:
+                if namespace == found.next:
+                    continue  # the replay gave up or is starting over; it loads them again
+                await written(client, namespace, exc)
 
     definitions = app.topic(topics.segments, key_type=bytes, value_type=bytes)
 
@@ -147,25 +176,32 @@ def build_app(settings: Settings) -> faust.App:
         # One definition at a time: it is stored, then every profile it bears on is evaluated
         # (with progress), then acked; a crash in between redoes the evaluation.
         client, store = connect()
-        async for event in cast(faust.Stream, stream).events():
-            m = event.message
+
+        async def one(m: Any) -> None:
             try:
                 segment_id, segment = decode_definition(m.key, m.value)
             except Rejected as exc:
-                await dead_letter([(m, dead_letter_value(exc.reason, exc.detail, m))], 1)
-                continue
-            fence = fence_field(m.topic, m.partition)
-            await until_done(partial(define, client, store, segment_id, segment, fence, m.offset))
+                dead = [(m, dead_letter_value(exc.reason, exc.detail, m))]
+                await until_applied("dead letters", partial(dead_letter, dead, 1))
+                return
+            step = partial(define, client, store, segment_id, segment, m.offset)
+            await until_applied("a segment definition", step)
+
+        async for event in cast(faust.Stream, stream).events():
+            await finish(one(event.message))
 
     @app.timer(interval=settings.segment_tick_seconds, on_leader=True)
     async def segment_clock() -> None:
         # Rules that change with the clock (and members of a changed company) come due here.
+        # A tick that fails is simply the next one's work: it acks nothing.
         client, store = clock_connection
         try:
-            for namespace in await targets(client):
-                await tick(store, namespace, now_ms=int(time.time() * 1000))
-        except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
-            log.error("redis unavailable for the segment clock (%s)", exc)
+            namespace = (await pointer(client)).current
+            await tick(store, namespace, now_ms=int(time.time() * 1000))
+        except Exception as exc:
+            if not transient(exc):
+                stop(EXIT_FAILED, f"the segment clock failed: {type(exc).__name__}: {exc}", exc)
+            log.error("the segment clock skipped a tick: %s: %s", type(exc).__name__, exc)
 
     clock_connection = connect()
     return app

@@ -85,7 +85,7 @@ def worker(loglevel: str) -> None:
     """Run the stream processor (one per core; more join the consumer group)."""
     import faust
 
-    from projections.namespaces import ProjectionsLost
+    from projections.namespaces import OtherFormat, ProjectionsLost
     from streams.app import build_app
     from streams.kafka import ensure_topics
     from streams.startup import claim_projections
@@ -97,7 +97,7 @@ def worker(loglevel: str) -> None:
     logging.getLogger("aiokafka").removeFilter(kafka_bootstrap)
     try:
         asyncio.run(claim_projections(cfg))
-    except ProjectionsLost as exc:
+    except (ProjectionsLost, OtherFormat) as exc:
         fail(str(exc), exc.exit_code)
     app = build_app(cfg)
     faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from projections import keys, namespaces
+from projections.store import RedisStore
 from streams.kafka import committed_offsets
 from streams.redis_clients import async_client
 from streams.settings import Settings
@@ -13,23 +14,28 @@ log = logging.getLogger("profiles.worker")
 
 
 async def claim_projections(settings: Settings) -> None:
-    """Write the namespace pointer, or raise `ProjectionsLost` when Redis has lost the views.
+    """Make a fresh namespace (markers, meta, pointer), or check the current one: raise
+    `ProjectionsLost` when Redis has lost the views, `OtherFormat` when another version
+    wrote them.
 
     A fresh consumer group starts from the first record, so an empty Redis is right for it.
-    A group with committed offsets skips the records before them: when Redis holds neither
-    the pointer nor any key of the namespace, those records' effects are gone."""
+    A group with committed offsets skips the records before them: when Redis has lost the
+    pointer, or the namespace's marker in any slot, those records' effects are gone."""
     client = async_client(settings)
+    store = RedisStore(client)
     base = settings.namespace
     try:
+        pointer = await namespaces.read(client, base)
         if await client.exists(keys.pointer(base)):
+            await namespaces.check_format(client, pointer.current)
+            if not await store.marked(pointer.current):
+                why = f"the marker of namespace {pointer.current!r} is gone from some slot"
+                raise namespaces.ProjectionsLost(base, why)
             return
         if await committed_offsets(settings, settings.group_id):
-            # Written by a version without the pointer: its keys are there, claim them.
-            async for _ in client.scan_iter(match=f"{base}:*", count=1000):
-                log.warning("namespace %r has keys but no pointer: writing the pointer", base)
-                break
-            else:
-                raise namespaces.ProjectionsLost(base)
+            raise namespaces.ProjectionsLost(base)
+        await store.mark(base)
+        await namespaces.write_meta(client, base, namespaces.Meta())
         await namespaces.claim(client, base)
     finally:
         await client.aclose()

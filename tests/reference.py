@@ -10,9 +10,9 @@ the whole record list (any order, duplicates allowed) and recomputes everything 
 
 Pipeline (the same for every view):
 
-1. retention: drop every record whose time (``timestamp``, or ``issued_at`` for commands)
-   is older than ``now_ms - retention_days * 86_400_000`` — such a record would have gone
-   to the DLQ and never reached the fold;
+1. retention: drop every event whose ``timestamp`` is older than ``now_ms - retention_days
+   * 86_400_000`` — such a record would have gone to the DLQ and never reached the fold;
+   commands count at any age (a delete keeps erasing what it erased);
 2. dedupe: events by (app_id, user_id, event_id), commands by (app_id, user_id,
    command_id); among different records sharing an id, keep the one whose
    ``json.dumps(rec, sort_keys=True)`` is smallest;
@@ -161,8 +161,8 @@ def surviving_records(
     commands only (then it does not exist, see ``user_ids``)."""
     horizon = now_ms - retention_days * DAY_MS
 
-    # 1. retention
-    kept = [rec for rec in records if record_ms(rec) >= horizon]
+    # 1. retention (of events: commands count at any age)
+    kept = [rec for rec in records if rec["type"] == "command" or record_ms(rec) >= horizon]
 
     # 2. dedupe: smallest canonical JSON wins among records sharing an id
     by_id: dict[tuple, dict] = {}

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 import redis.asyncio.cluster
 
 from projections import keys
-from projections.store import IndexOp, MemoryStore, RedisStore, Store, Write
+from projections.store import IndexOp, Lost, MemberMove, MemoryStore, RedisStore, Store, Write
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ def contract(body: Callable[[Store, str], Awaitable[None]]) -> Callable[..., Non
         async def go() -> None:
             ns = f"k{uuid.uuid4().hex[:8]}"
             if backend == "memory":
-                await body(MemoryStore(), ns)
+                await body(MemoryStore(ns), ns)
                 return
             if backend == "redis":
                 client: Any = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
@@ -42,6 +42,7 @@ def contract(body: Callable[[Store, str], Awaitable[None]]) -> Callable[..., Non
                 )
             store = RedisStore(client)
             try:
+                await store.mark(ns)
                 await body(store, ns)
             finally:
                 found = [k async for k in store.scan(f"{ns}:*")]
@@ -57,6 +58,11 @@ def contract(body: Callable[[Store, str], Awaitable[None]]) -> Callable[..., Non
 
 async def collect(items: AsyncIterator[str]) -> list[str]:
     return [i async for i in items]
+
+
+async def projection_keys(store: Store, ns: str) -> list[str]:
+    """Every key of the namespace but its markers."""
+    return [k async for k in store.scan(f"{ns}:*") if not k.startswith(f"{ns}::mark:")]
 
 
 def users(ns: str, n: int) -> list[str]:
@@ -137,9 +143,9 @@ async def _put_scan_drop(store: Store, ns: str) -> None:
     a = users(ns, 1)[0]
     await store.commit([Write(a, 0, {"h": b"x"}, [])])
     assert await collect(store.scan(keys.company_pattern(ns, "app"))) == [company]
-    assert sorted(await collect(store.scan(f"{ns}:*"))) == sorted([a, company])
+    assert sorted(await projection_keys(store, ns)) == sorted([a, company])
     await store.drop([company, a, keys.user(ns, "app", "never")])
-    assert await collect(store.scan(f"{ns}:*")) == []
+    assert await projection_keys(store, ns) == []
 
 
 async def _concurrent_writers(store: Store, ns: str) -> None:
@@ -155,6 +161,51 @@ async def _concurrent_writers(store: Store, ns: str) -> None:
     assert [f["w"] for f in loaded] == [b"1" if won else b"2" for won in first]
 
 
+async def _markers(store: Store, ns: str) -> None:
+    """A write checks the namespace's marker in its own slot: in a namespace never marked, or
+    one whose markers are gone (a Redis that came back empty), it is refused with `Lost`, and
+    nothing is written."""
+    a = users(ns, 30)
+    assert await store.marked(ns)
+    assert all(await store.commit([Write(k, 0, {"h": b"1"}, []) for k in a]))
+    other = f"{ns}x"
+    assert not await store.marked(other)
+    with pytest.raises(Lost) as lost:
+        await store.commit([Write(keys.user(other, "app", "u"), 0, {"h": b"1"}, [])])
+    assert lost.value.namespace == other
+    assert await store.load([keys.user(other, "app", "u")]) == [{}]
+    await store.drop([k async for k in store.scan(keys.marker(ns, "*"))])
+    assert not await store.marked(ns)
+    with pytest.raises(Lost):
+        await store.commit([Write(k, 1, {"h": b"2"}, []) for k in a])
+    await store.mark(ns)
+    assert await store.marked(ns)
+    assert all(await store.commit([Write(k, 1, {"h": b"2"}, []) for k in a]))
+
+
+async def _member_moves(store: Store, ns: str) -> None:
+    """A member set takes a move only if it placed no newer version of that entity: moves of
+    different writers in any order end with the latest version's decision."""
+
+    def move(entity: str, version: int, inside: bool, segment: str = "s") -> MemberMove:
+        set_key = keys.segment_members(ns, "app", segment, 3)
+        return MemberMove(
+            set_key, keys.segment_versions(ns, "app", segment, 3), entity, version, inside
+        )
+
+    members = keys.segment_members(ns, "app", "s", 3)
+    await store.place([move("0:a", 2, True), move("0:b", 1, True), move("0:c", 5, False)])
+    await store.place([move("0:a", 1, False), move("0:b", 1, True), move("0:c", 4, True)])
+    assert await store.range(members, None, 10) == ["0:a", "0:b"]  # stale moves changed nothing
+    await store.place([move("0:a", 3, False), move("0:c", 5, True), move("0:b", 2, False)])
+    assert await store.range(members, None, 10) == ["0:c"]
+    await store.place([move("0:a", 2, True), move("0:d", 0, True, segment="t")])
+    assert await store.range(members, None, 10) == ["0:c"]
+    assert await store.range(keys.segment_members(ns, "app", "t", 3), None, 10) == ["0:d"]
+
+
+test_markers = contract(_markers)
+test_member_moves = contract(_member_moves)
 test_versions = contract(_versions)
 test_many_keys_and_fields = contract(_many_keys_and_fields)
 test_sorted_sets = contract(_sorted_sets)

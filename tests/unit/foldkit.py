@@ -50,7 +50,7 @@ def fold(
     batch index repeated means the record is delivered again at the same offset.
     """
     config = config or FoldConfig()
-    store = MemoryStore()
+    store = MemoryStore(NS)
     sink: MemorySink | DirectSink = DirectSink(store, lambda: now_ms) if direct else MemorySink()
     positioned = [
         Positioned(validate(r, Limits(), now_ms), f"src.{r['type']}", 0, i)

@@ -78,7 +78,7 @@ def stored(store: MemoryStore) -> dict[str, Any]:
 def test_sums_after_any_batches_equal_a_rebuild(
     items: list[Contribution], rng: random.Random
 ) -> None:
-    live = MemoryStore()
+    live = MemoryStore("ps")
     shuffled = items + rng.sample(items, k=len(items) // 2)  # stale and repeated messages
     rng.shuffle(shuffled)
     cut = sorted(rng.sample(range(len(shuffled) + 1), k=2))
@@ -90,7 +90,7 @@ def test_sums_after_any_batches_equal_a_rebuild(
     for c in shuffled:
         if c.user_id not in winners or c.version >= winners[c.user_id].version:
             winners[c.user_id] = c
-    rebuilt = MemoryStore()
+    rebuilt = MemoryStore("ps")
     asyncio.run(apply_company_batch(rebuilt, list(winners.values()), now_ms=NOW))
     assert stored(live) == stored(rebuilt)
     sums = {k for k in stored(live) if k.startswith(keys.DAY_PREFIX)}
