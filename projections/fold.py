@@ -44,6 +44,10 @@ def _unpack(raw: bytes) -> Any:
     return msgpack.unpackb(raw, raw=False, strict_map_key=False)
 
 
+class Unreadable(Exception):
+    """A stored state that is not in this code's format."""
+
+
 @dataclass
 class UserState:
     interactions: dict[str, list[Any]] = field(default_factory=dict)
@@ -56,25 +60,22 @@ class UserState:
 
     @classmethod
     def from_bytes(cls, raw: bytes | None) -> UserState:
+        """The stored state; `Unreadable` when it is not of this code's format (a namespace is
+        written in one format, namespaces.FORMAT: anything else is damage, not a guess)."""
         if not raw:
             return cls()
-        parts = _unpack(raw)
-        if len(parts) == 3:  # written before auto properties were kept apart: convert
-            return cls._with_contexts(*parts)
+        try:
+            parts = _unpack(raw)
+            if not (
+                isinstance(parts, list)
+                and len(parts) == 4
+                and all(isinstance(p, dict) for p in parts)
+            ):
+                raise ValueError(f"a {type(parts).__name__} of {len(parts)} parts")
+        except Exception as exc:
+            why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise Unreadable(f"a user state this version cannot read ({why})") from None
         return cls(*parts)
-
-    @classmethod
-    def _with_contexts(
-        cls,
-        interactions: dict[str, list[Any]],
-        identifies: dict[str, list[Any]],
-        commands: dict[str, list[Any]],
-    ) -> UserState:
-        auto: dict[str, list[Any]] = {}
-        for eid, row in interactions.items():
-            ctx, row[7] = row[7], _ctx_page(row[7])
-            _merge_auto(auto, row[0], eid, ctx)
-        return cls(interactions, identifies, commands, auto)
 
     @property
     def deleted_until(self) -> int | None:

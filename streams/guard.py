@@ -60,7 +60,7 @@ def transient(exc: BaseException) -> bool:
     """Whether retrying the same batch later can succeed."""
     if isinstance(exc, rx.AuthenticationError | rx.NoPermissionError):
         return False  # a ConnectionError / ResponseError, but retrying will not help
-    if isinstance(exc, rx.ConnectionError | _REDIS | Contended):
+    if isinstance(exc, (rx.ConnectionError, *_REDIS, Contended)):
         return True
     if isinstance(exc, rx.ResponseError):
         return str(exc).startswith(_REPLIES)
@@ -121,6 +121,8 @@ async def finish(batch: Awaitable[Any]) -> None:
     task = asyncio.ensure_future(batch)
     try:
         await asyncio.shield(task)
+    except Exception as exc:  # a bug of this module: still nothing may be acked
+        stop(EXIT_FAILED, f"a batch failed unexpectedly: {type(exc).__name__}: {exc}", exc)
     except asyncio.CancelledError:
         try:
             await asyncio.wait_for(asyncio.shield(task), FINISH_SECONDS)
