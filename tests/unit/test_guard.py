@@ -1,4 +1,4 @@
-"""Which failures the worker retries with its batch unacked, and which stop it (streams/guard.py)."""
+"""Which failures the worker retries with its batch unacked, and which stop it (guard.py)."""
 
 from __future__ import annotations
 
