@@ -166,6 +166,10 @@ class Store(Protocol):
         """Whether the namespace's marker is in every slot."""
         ...
 
+    async def unmark(self, namespace: str) -> None:
+        """Take the namespace's markers away: from now on every write to it is refused."""
+        ...
+
     async def place(self, moves: list[MemberMove]) -> None:
         """Apply member set moves, each only if its set placed no newer version of the entity."""
         ...
@@ -282,6 +286,10 @@ class RedisStore:
             pipe.set(keys.marker(namespace, tag), b"1")
         await pipe.execute()
 
+    async def unmark(self, namespace: str) -> None:
+        tags = sorted(set(_slot_tags())) if self._cluster else ["0"]
+        await self.drop([keys.marker(namespace, tag) for tag in tags])
+
     async def marked(self, namespace: str) -> bool:
         tags = _slot_tags() if self._cluster else ["0"]
         pipe = self._client.pipeline(transaction=False)
@@ -388,6 +396,9 @@ class MemoryStore:
 
     async def marked(self, namespace: str) -> bool:
         return keys.marker(namespace, "0") in self.data
+
+    async def unmark(self, namespace: str) -> None:
+        self.data.pop(keys.marker(namespace, "0"), None)
 
     async def place(self, moves: list[MemberMove]) -> None:
         for m in moves:

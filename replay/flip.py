@@ -21,7 +21,8 @@ from aiokafka.errors import KafkaError
 
 from projections import keys, namespaces
 from projections.namespaces import Pointer
-from replay.rebuild import Progress, rebuild
+from projections.store import RedisStore
+from replay.rebuild import Progress, catch_up, rebuild
 from streams.kafka import committed_offsets, delete_groups
 from streams.settings import Settings
 
@@ -74,9 +75,6 @@ async def start_or_resume(client: Any, settings: Settings, wanted: str | None) -
     """Point the live writers at a next namespace (or find the replay already under way)."""
     base = settings.namespace
     pointer = await namespaces.read(client, base)
-    if pointer.retired is not None:  # an earlier replay flipped but was stopped before this
-        await remove_namespace(client, pointer.retired)
-        pointer = await _set(client, base, pointer, Pointer(pointer.current, pointer.next))
     if pointer.next is not None:
         if wanted is not None and wanted != pointer.next:
             raise ReplayError(
@@ -113,24 +111,47 @@ async def _set(client: Any, base: str, seen: Pointer, new: Pointer) -> Pointer:
 async def replay(
     settings: Settings, client: Any, *, since_ms: int | None = None, namespace: str | None = None
 ) -> ReplayResult:
-    """Rebuild, flip every reader to the rebuilt namespace, remove the old one."""
+    """Rebuild, flip every reader and the live worker to the rebuilt namespace, remove the
+    old one. A replay stopped after its flip is finished, not started again."""
+    found = await namespaces.read(client, settings.namespace)
+    if found.retired is not None:
+        progress = await finish_flip(settings, client, found)
+        return ReplayResult(found.retired, found.current, progress, progress.removed)
     pointer = await start_or_resume(client, settings, namespace)
     assert pointer.next is not None
     group = replay_group(settings, pointer.next)
     if since_ms is None:  # a resumed replay keeps the floor it was started with
         meta = await namespaces.read_meta(client, pointer.next)
         since_ms = None if meta is None else meta.since
-    progress = await rebuild(
+    built = await rebuild(
         settings, client, pointer.next, group=group, since_ms=since_ms, handover=True
     )
     base = settings.namespace
     flipped = await _set(client, base, pointer, Pointer(pointer.next, retired=pointer.current))
     print(f"flipped readers and the live worker to {pointer.next!r}", file=sys.stderr)
+    progress = await finish_flip(settings, client, flipped)
+    built.done += progress.done
+    built.skipped += progress.skipped
+    return ReplayResult(pointer.current, pointer.next, built, progress.removed)
+
+
+async def finish_flip(settings: Settings, client: Any, flipped: Pointer) -> Progress:
+    """The flip's second half. Close the retired namespace to writes (its markers go: a live
+    batch still writing it is refused, and done again in the new one), then fold into the new
+    one what arrived since the rebuild stopped — now past all the live worker ever applied to
+    the old one — then, after a grace period for readers, remove the old one."""
+    assert flipped.retired is not None
+    current, retired = flipped.current, flipped.retired
+    group = replay_group(settings, current)
+    await RedisStore(client).unmark(retired)
+    meta = await namespaces.read_meta(client, current)
+    since_ms = None if meta is None else meta.since
+    progress = await catch_up(settings, client, current, group=group, since_ms=since_ms)
     await asyncio.sleep(GRACE_SECONDS)
-    removed = await remove_namespace(client, pointer.current)
-    await _set(client, base, flipped, Pointer(pointer.next))
+    progress.removed = await remove_namespace(client, retired)
+    await _set(client, settings.namespace, flipped, Pointer(current))
     await forget_group(settings, group)
-    return ReplayResult(pointer.current, pointer.next, progress, removed)
+    return progress
 
 
 async def forget_group(settings: Settings, group: str) -> None:

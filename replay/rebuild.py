@@ -29,6 +29,7 @@ class Progress:
     done: int = 0
     skipped: int = 0  # bad records: the live worker dead-lettered them already
     lag: int = 0
+    removed: int = 0  # keys of the namespace a flip retired
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-6)
@@ -43,6 +44,99 @@ class Progress:
 def print_progress(p: Progress) -> None:
     end = "\r" if sys.stderr.isatty() else "\n"
     print(p.line(), file=sys.stderr, end=end, flush=True)
+
+
+# Advance handover entries that are still there (the live worker removes an entry once it
+# has handed its partition over; it must not come back). ARGV: field, offset, field, offset…
+_ADVANCE = """
+for i = 1, #ARGV, 2 do
+  local at = redis.call('HGET', KEYS[1], ARGV[i])
+  if at and tonumber(at) < tonumber(ARGV[i + 1]) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 0
+"""
+
+
+class _Reader:
+    """The rebuild's consumer on the source topics, in its own group, and the fold."""
+
+    def __init__(self, settings: Settings, client: Any, target: str, since_ms: int | None) -> None:
+        self.settings = settings
+        self.client = client
+        self.target = target
+        self.since_ms = since_ms
+        self.topics = Topics(settings.topic_prefix)
+        self.store = RedisStore(client)
+        self.sink = DirectSink(self.store)
+        self.config = FoldConfig(
+            gap_ms=settings.gap_ms, retention_days=settings.retention_days, since_ms=since_ms
+        )
+        self.progress = Progress(time.monotonic())
+        self.tps: list[TopicPartition] = []
+
+    async def read(
+        self,
+        consumer: AIOKafkaConsumer,
+        report: Callable[[Progress], None],
+        report_every: float,
+        rounds: int,
+    ) -> None:
+        """Fold records until the end sampled now; then, while records keep arriving, up to
+        `rounds` times more to a newer end, until less than a batch is left."""
+        settings, progress, tps = self.settings, self.progress, self.tps
+        ends = await consumer.end_offsets(tps)
+        last_report = 0.0
+        while True:
+            positions = {tp: await consumer.position(tp) for tp in tps}
+            progress.lag = sum(max(0, ends[tp] - positions[tp]) for tp in tps)
+            if progress.lag == 0:
+                newer = await consumer.end_offsets(tps)
+                left = sum(max(0, newer[tp] - positions[tp]) for tp in tps)
+                rounds -= 1
+                if left < settings.bulk_batch_size or rounds < 0:
+                    report(progress)
+                    return
+                ends = newer
+                continue
+            if time.monotonic() - last_report >= report_every:
+                report(progress)
+                last_report = time.monotonic()
+            batch = await consumer.getmany(timeout_ms=500, max_records=settings.bulk_batch_size)
+            messages = [m for ms in batch.values() for m in ms]
+            if not messages:
+                continue
+            now_ms = int(time.time() * 1000)
+            good, dead = triage(messages, self.topics, settings.limits, now_ms)
+            progress.skipped += len(dead)
+            if good:
+                await apply_batch(
+                    self.store, self.sink, self.target, good, now_ms=now_ms, config=self.config
+                )
+                # no worker's clock serves a namespace under construction: run it here
+                # (members of a company the batch changed are due at once)
+                await tick(self.store, self.target, now_ms=int(time.time() * 1000))
+            progress.done += len(messages)
+            await consumer.commit(
+                {tp: OffsetAndMetadata(ms[-1].offset + 1, "") for tp, ms in batch.items() if ms}
+            )
+
+    async def positions(self, consumer: AIOKafkaConsumer) -> dict[str, str]:
+        return {f"{tp.topic}:{tp.partition}": str(await consumer.position(tp)) for tp in self.tps}
+
+    async def consumer(self, group: str) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(
+            **client_options(self.settings),
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.settings.bulk_batch_size,
+        )
+        await consumer.start()
+        self.tps = await _partitions(consumer, self.topics.sources)
+        consumer.assign(self.tps)
+        return consumer
 
 
 async def rebuild(
@@ -63,78 +157,56 @@ async def rebuild(
     resumes where it stopped; what it re-reads falls under the fences and changes nothing.
     The end moves while records keep arriving: the rebuild reads to the end it sampled, then
     to a newer one, until what is left is less than a batch. With `handover` it then leaves
-    in `target` the offset it read each partition to, for the live worker to apply what it
-    took in meanwhile (streams/handover.py).
+    in `target` the offset it read each partition to, for the live worker to skip what is
+    below and apply what it took in beyond (streams/handover.py).
 
     `since_ms` leaves events before it out of the views (commands all count): every command
     is read, events from where their produce time may first reach it.
     """
-    topics = Topics(settings.topic_prefix)
-    store = RedisStore(client)
-    sink = DirectSink(store)
-    config = FoldConfig(
-        gap_ms=settings.gap_ms, retention_days=settings.retention_days, since_ms=since_ms
-    )
-    consumer = AIOKafkaConsumer(
-        **client_options(settings),
-        group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=settings.bulk_batch_size,
-    )
-    await consumer.start()
-    progress = Progress(time.monotonic())
-    await store.mark(target)
+    reader = _Reader(settings, client, target, since_ms)
+    await reader.store.mark(target)
     await namespaces.write_meta(client, target, namespaces.Meta(since=since_ms))
-    await load_definitions(settings, store, target)
+    await load_definitions(settings, reader.store, target)
+    consumer = await reader.consumer(group)
     try:
-        tps = await _partitions(consumer, topics.sources)
-        consumer.assign(tps)
-        await _seek_start(consumer, tps, since_ms, topics, settings.max_future_hours)
-        last_report = 0.0
-        rounds = 0
-        ends = await consumer.end_offsets(tps)
-        while True:
-            positions = {tp: await consumer.position(tp) for tp in tps}
-            progress.lag = sum(max(0, ends[tp] - positions[tp]) for tp in tps)
-            if progress.lag == 0:
-                # caught up with the end sampled last: sample again, while records arrive
-                newer = await consumer.end_offsets(tps)
-                left = sum(max(0, newer[tp] - positions[tp]) for tp in tps)
-                rounds += 1
-                if left < settings.bulk_batch_size or rounds >= 10:
-                    report(progress)
-                    break
-                ends = newer
-                continue
-            if time.monotonic() - last_report >= report_every:
-                report(progress)
-                last_report = time.monotonic()
-            batch = await consumer.getmany(timeout_ms=500, max_records=settings.bulk_batch_size)
-            messages = [m for ms in batch.values() for m in ms]
-            if not messages:
-                continue
-            now_ms = int(time.time() * 1000)
-            good, dead = triage(messages, topics, settings.limits, now_ms)
-            progress.skipped += len(dead)
-            if good:
-                await apply_batch(store, sink, target, good, now_ms=now_ms, config=config)
-                # no worker's clock serves a namespace under construction: run it here (members
-                # of a company the batch changed are due at once)
-                await tick(store, target, now_ms=int(time.time() * 1000))
-            progress.done += len(messages)
-            await consumer.commit(
-                {tp: OffsetAndMetadata(ms[-1].offset + 1, "") for tp, ms in batch.items() if ms}
-            )
+        await _seek_start(consumer, reader.tps, since_ms, reader.topics, settings.max_future_hours)
+        await reader.read(consumer, report, report_every, rounds=10)
         if handover:
-            positions = {tp: await consumer.position(tp) for tp in tps}
-            await client.hset(
-                keys.handover(target),
-                mapping={f"{tp.topic}:{tp.partition}": str(at) for tp, at in positions.items()},
-            )
+            await client.hset(keys.handover(target), mapping=await reader.positions(consumer))
         # definitions that arrived while it ran (each id keeps its latest: any order is right)
-        await load_definitions(settings, store, target)
-        return progress
+        await load_definitions(settings, reader.store, target)
+        return reader.progress
+    finally:
+        await consumer.stop()
+
+
+async def catch_up(
+    settings: Settings,
+    client: Any,
+    target: str,
+    *,
+    group: str,
+    since_ms: int | None,
+    report: Callable[[Progress], None] = print_progress,
+) -> Progress:
+    """After the flip, once nothing can write the old namespace any more: fold what arrived
+    since the rebuild stopped, to the end sampled now — past everything the live worker ever
+    applied to the old namespace — and advance the handover entries still there, so a
+    partition that gets no new record is complete too."""
+    reader = _Reader(settings, client, target, since_ms)
+    consumer = await reader.consumer(group)
+    try:
+        for tp in reader.tps:  # the rebuild committed where it stopped
+            committed = await consumer.committed(tp)
+            if committed is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+        await reader.read(consumer, report, 1.0, rounds=0)
+        advance = client.register_script(_ADVANCE)
+        flat = [x for pair in (await reader.positions(consumer)).items() for x in pair]
+        await advance(keys=[keys.handover(target)], args=flat)
+        return reader.progress
     finally:
         await consumer.stop()
 

@@ -98,7 +98,9 @@ def build_app(settings: Settings) -> faust.App:
         namespace = (await pointer(client)).current
         config = replace(base_config, since_ms=checked[namespace].since)
         try:
-            await handover.before(namespace, batch, config)
+            there = await handover.before(namespace, batch, config)
+            if there:  # applied by the replay that built the namespace
+                good = [p for p in good if p.offset >= there.get((p.topic, p.partition), 0)]
             await apply_batch(store, sink, namespace, good, now_ms=now_ms, config=config)
         except Lost as exc:
             await written(client, namespace, exc)
@@ -198,6 +200,10 @@ def build_app(settings: Settings) -> faust.App:
         try:
             namespace = (await pointer(client)).current
             await tick(store, namespace, now_ms=int(time.time() * 1000))
+        except Lost:
+            pass  # a namespace a replay retired, or lost: the batches find out which
+        except (namespaces.ProjectionsLost, namespaces.OtherFormat) as exc:
+            stop(exc.exit_code, str(exc))
         except Exception as exc:
             if not transient(exc):
                 stop(EXIT_FAILED, f"the segment clock failed: {type(exc).__name__}: {exc}", exc)

@@ -2,11 +2,14 @@
 
 A replay builds its namespace on its own (its own consumer group, fences and reads) while
 the live worker writes only the current one. When it flips, it leaves in the new namespace
-the offset its rebuild read each source partition to (keys.handover). A live batch that
-starts at or below that offset overlaps what the rebuild applied — the fences skip it. One
-that starts above it follows records the live worker applied to the old namespace only:
-before it is written, those records are read again from Kafka and applied (the gap). Then
-the partition's entry goes, and the partition costs nothing more.
+the offset its rebuild read each source partition to (keys.handover), having applied every
+record below it. A live batch's records below that offset are in the new namespace already
+and are skipped (a live worker that was behind the rebuild does not fold them again). A
+batch that starts above it follows records the live worker applied to the old namespace
+only: before it is written, those records are read again from Kafka and applied (the gap).
+Once a batch reaches the offset, the partition's entry goes, and it costs nothing more.
+The replay, for its part, goes on reading after the flip and advances the entries still
+there (replay/flip.py), so a partition that gets no new record is complete too.
 """
 
 from __future__ import annotations
@@ -29,15 +32,25 @@ from streams.topics import Topics
 log = logging.getLogger("profiles.worker")
 
 
-def gaps(covered: dict[str, int], firsts: dict[tuple[str, int], int]) -> dict[str, tuple[int, int]]:
-    """Pure: for each partition of the batch (its first offset) that has an entry, the
-    offsets [from, to) to apply before the batch — empty where the batch overlaps."""
-    out = {}
-    for (topic, partition), first in firsts.items():
+def plan(
+    covered: dict[str, int], spans: dict[tuple[str, int], tuple[int, int]]
+) -> tuple[dict[str, tuple[int, int]], dict[tuple[str, int], int], list[str]]:
+    """Pure: for a batch's partitions (first and last offset) against the handover entries,
+    (the gaps [from, to) to apply first, the offset below which each partition's records
+    are skipped, the entries this batch completes)."""
+    fills, skip, done = {}, {}, []
+    for (topic, partition), (first, last) in spans.items():
         name = f"{topic}:{partition}"
-        if name in covered:
-            out[name] = (covered[name], max(covered[name], first))
-    return out
+        if name not in covered:
+            continue
+        at = covered[name]
+        if first > at:
+            fills[name] = (at, first)
+        else:
+            skip[(topic, partition)] = at
+        if last + 1 >= at:
+            done.append(name)
+    return fills, skip, done
 
 
 class Handover:
@@ -50,28 +63,39 @@ class Handover:
         self._sink = sink
         self._entries: dict[str, dict[str, int]] = {}
 
-    async def before(self, namespace: str, messages: Iterable[Any], config: FoldConfig) -> None:
-        """Apply to `namespace` what its rebuild did not read and the batch does not hold."""
+    async def before(
+        self, namespace: str, messages: Iterable[Any], config: FoldConfig
+    ) -> dict[tuple[str, int], int]:
+        """Apply to `namespace` what its rebuild did not read and the batch does not hold;
+        returns, per partition, the offset below which the batch's records are there already."""
         entries = self._entries.get(namespace)
         if entries is None:
             raw = await self._client.hgetall(keys.handover(namespace))
             entries = {k.decode(): int(v) for k, v in raw.items()}
             self._entries[namespace] = entries
         if not entries:
-            return
-        firsts: dict[tuple[str, int], int] = {}
+            return {}
+        spans: dict[tuple[str, int], tuple[int, int]] = {}
         for m in messages:
             tp = (m.topic, m.partition)
-            firsts[tp] = min(firsts.get(tp, m.offset), m.offset)
-        for name, (start, end) in gaps(entries, firsts).items():
-            # another worker may have handed this partition over since it was cached
-            now = await self._client.hget(keys.handover(namespace), name)
-            if now is not None:
-                start = int(now)
-                if end > start:
-                    await self._fill(namespace, name, start, end, config)
-                await self._client.hdel(keys.handover(namespace), name)
+            first, last = spans.get(tp, (m.offset, m.offset))
+            spans[tp] = (min(first, m.offset), max(last, m.offset))
+        names = [f"{t}:{p}" for t, p in spans if f"{t}:{p}" in entries]
+        if not names:
+            return {}
+        # another worker (or the replay) may have moved an entry since it was cached
+        found = await self._client.hmget(keys.handover(namespace), names)
+        covered = {n: int(v) for n, v in zip(names, found, strict=True) if v is not None}
+        for name in set(names) - set(covered):
             entries.pop(name, None)
+        fills, skip, done = plan(covered, spans)
+        for name, (start, end) in fills.items():
+            await self._fill(namespace, name, start, end, config)
+        if done:
+            await self._client.hdel(keys.handover(namespace), *done)
+            for name in done:
+                entries.pop(name, None)
+        return skip
 
     async def _fill(
         self, namespace: str, name: str, start: int, end: int, config: FoldConfig
