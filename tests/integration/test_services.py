@@ -55,6 +55,7 @@ def test_the_store_writes_and_loads_more_fields_than_lua_can_unpack(pipeline: An
     async def run() -> tuple[list[bool], dict[str, bytes], list[bool], int]:
         client = aioredis.Redis.from_url(pipeline.settings.redis_url)
         store, key = RedisStore(client), f"{pipeline.settings.namespace}:a:c:{{big}}"
+        await store.mark(pipeline.settings.namespace)
         fields = {f"md:{i}": str(i).encode() for i in range(6000)} | {"h": b"header"}
         first = await store.commit([Write(key, 0, fields, [])])
         wanted = [f"md:{i}" for i in range(0, 6000, 2)] + ["md:absent"]
