@@ -16,8 +16,9 @@ import uuid
 from collections import Counter
 from typing import Any
 
+from projections.company_step import DirectSink
 from projections.membership import apply_definition
-from projections.step import DirectSink, FoldConfig, Positioned, apply_batch
+from projections.step import FoldConfig, Positioned, apply_batch
 from projections.store import RedisStore
 from schemas.codec import validate
 from schemas.limits import Limits

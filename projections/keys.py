@@ -11,9 +11,11 @@ User hash `{ns}:{app}:u:{<user>}` fields (values msgpack):
   d:YYYY-MM-DD per-day figures {e: track events, s: sessions started, ms: session ms,
                n: {event name: count}, p: {page key: count}}
   s:YYYY-MM-DD sessions started that day [[start, end, [[at, type, name, page], ...]], ...]
-  fb           feedback responses, oldest first
+  fb           feedback responses, oldest first (each with its event id last)
   en           engagement items, in read order
-  _st          the fold's state (the user's surviving records, compact)
+  r:YYYY-MM-DD the fold's state: that day's interaction rows {event id: compact row}
+  _x           the fold's state: the index of the rest (fold.Index: per day with rows its
+               first and last time, the commands, the last writers, the engagement keys)
   _f:T:P       fence: last applied offset of source topic T, partition P
   _co          {company_id: digest} of what this user last sent to each company
   sg           the ids of the segments the user is a member of, sorted (absent: none)
@@ -21,14 +23,22 @@ User hash `{ns}:{app}:u:{<user>}` fields (values msgpack):
 
 Company hash `{ns}:{app}:c:{<company>}` fields (values msgpack):
   h            header: name, sign-up, properties (LWW over the identifies naming it),
-               first/last seen, total sessions, users count (non-excluded members), days
+               first/last seen, total sessions, users count (non-excluded members), days;
+               under `_` the counts it moves by differences
   d:YYYY-MM-DD per-day figures summed over the non-excluded current members
-  u            the users tab: every current member, last seen first
-  m:<user>     a member's latest contribution [user-step version, facts, member]
-  md:<user>    that contribution's per-day figures (absent when it counts no days); a step
-               reads only the `md:` fields of the members it changes
+  m:<user>     a member's latest contribution [version, facts, users-tab row, the days it
+               counts, the version below which it counts no other day]
+  md:<user>:<day> that member's figures of one day [version, figures or None (gone)]; a step
+               reads only the days its contributions name
+  _fw          the last writer across members of each fact: {"name" | "created_at" |
+               "t:<trait>": [ts, event id, user, value]}
+  _ag          what the header is made of: members naming it, members and sessions counted,
+               first and last seen, the days with sums (kept while it has no header)
   sg           the ids of the company-scope segments it is a member of, as for users
   _f:T:P, _v   fence and version, as for users
+Company users tab `{ns}:{app}:cu:{<company>}` (same hash tag): every current member, score
+  minus its last seen (never seen: 1e15), so the set's order is the tab's: last seen first,
+  then user id. A member's change moves one entry.
 
 Users index `{ns}:{app}:ix:{sort}:{bucket}` (sorted sets of score 0, 16 buckets by user):
   sort `last_seen` / `signed_up`: members `<inverted time, 14 digits>:<user as UTF-8 hex>`, so their
@@ -70,7 +80,8 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, unquote
 
-STATE = "_st"
+ROWS_PREFIX = "r:"
+INDEX = "_x"
 VERSION = "_v"
 FENCE_PREFIX = "_f:"
 HEADER = "h"
@@ -80,7 +91,8 @@ DAY_PREFIX = "d:"
 SESSIONS_PREFIX = "s:"
 MEMBER_PREFIX = "m:"
 MEMBER_DAYS_PREFIX = "md:"
-COMPANY_USERS = "u"
+FACT_WINNERS = "_fw"
+COMPANY_COUNTS = "_ag"
 CONTRIBUTED = "_co"
 SEGMENTS = "sg"
 
@@ -118,6 +130,11 @@ def user(namespace: str, app_id: str, user_id: str) -> str:
 
 def company(namespace: str, app_id: str, company_id: str) -> str:
     return f"{namespace}:{escape(app_id)}:c:{{{escape(company_id)}}}"
+
+
+def company_users(namespace: str, app_id: str, company_id: str) -> str:
+    """The company's users tab (a sorted set beside its hash, in the same slot)."""
+    return f"{namespace}:{escape(app_id)}:cu:{{{escape(company_id)}}}"
 
 
 def company_pattern(namespace: str, app_id: str) -> str:

@@ -29,14 +29,17 @@ from projections.registry import (
     NONE,
     Membership,
     Registry,
+    SegmentNeeds,
     company_profile,
     membership,
     membership_fields,
     membership_moves,
     plan_definition,
     registry_of,
+    segment_needs,
     stored_membership,
     user_profile,
+    window_days,
 )
 from projections.store import IndexOp, Store, Write, version_of
 from schemas.segments import Segment
@@ -61,18 +64,32 @@ async def company_properties(
     return {c: decode_field(h)["properties"] for c, h in zip(wanted, raw, strict=True) if h}
 
 
-def profile_of(scope: str, fields: dict[str, bytes], companies: dict[str, dict[str, Any]]) -> Any:
-    """The Profile of a stored entity, None when it does not exist."""
+def profile_of(
+    scope: str,
+    fields: dict[str, bytes],
+    companies: dict[str, dict[str, Any]],
+) -> Any:
+    """The Profile of a stored entity from the fields `profile_fields` named (None when it
+    does not exist)."""
     if keys.HEADER not in fields:
         return None
     header = decode_field(fields[keys.HEADER])
-    wanted = [keys.DAY_PREFIX + d for d in header["days"]]
-    if scope == "user":
-        wanted.append(keys.ENGAGEMENT)
-    field_of = {name: decode_field(fields[name]) for name in wanted if name in fields}
+    figures = {
+        name[len(keys.DAY_PREFIX) :]: decode_field(raw)
+        for name, raw in fields.items()
+        if name.startswith(keys.DAY_PREFIX)
+    }
     if scope == "company":
-        return company_profile(header, field_of)
-    return user_profile(header, field_of, companies.get(header["company_id"] or ""))
+        return company_profile(header, figures)
+    engagement = decode_field(fields[keys.ENGAGEMENT]) if keys.ENGAGEMENT in fields else []
+    return user_profile(header, figures, engagement, companies.get(header["company_id"] or ""))
+
+
+def profile_fields(needs: SegmentNeeds, now_ms: int) -> list[str]:
+    """What evaluating an entity's segments reads of it: the header, the engagement items,
+    the figures of the days the windows cover, and the membership and version."""
+    days = [keys.DAY_PREFIX + d for d in window_days(needs, now_ms)]
+    return [keys.HEADER, keys.ENGAGEMENT, *MEMBERSHIP, keys.VERSION, *days]
 
 
 async def reevaluate(
@@ -102,10 +119,8 @@ async def reevaluate(
         segments = registry.of(app_id, scope)
         every = sorted({s.id for s in segments} | set(also))
         entity_keys = [keys.entity(namespace, app_id, scope, e) for e in pending]
-        # A company's `md:` fields (every member's days) are not needed for its profile.
-        stored = await store.load_without(
-            entity_keys, keys.MEMBER_DAYS_PREFIX, [[] for _ in entity_keys]
-        )
+        names = profile_fields(segment_needs(registry, app_id, now_ms, scope), now_ms)
+        stored = await store.read([(k, names) for k in entity_keys])
         companies: dict[str, dict[str, Any]] = {}
         if scope == "user" and registry.reads_companies(app_id):
             named = {decode_field(f[keys.HEADER])["company_id"] for f in stored if keys.HEADER in f}

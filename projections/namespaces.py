@@ -26,8 +26,9 @@ import msgpack
 from projections import keys
 
 # The state format of every projection this code writes; bumped when stored entities,
-# member sets or bookkeeping keys change shape. 1: no meta hash (before issue 17).
-FORMAT = 2
+# member sets or bookkeeping keys change shape. 1: no meta hash (before issue 17); 2: the
+# whole state in one field; 3: split by day (issue 18).
+FORMAT = 3
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import redis
 
 from projections import keys, views
+from projections.company import member_field
 from projections.fold import decode_field
 from projections.namespaces import Resolver
 
@@ -33,6 +34,8 @@ class Hashes(Protocol):
     def get(self, name: str) -> Any: ...
 
     def zrangebylex(self, name: str, min: str, max: str, start: int, num: int) -> Any: ...
+
+    def zrange(self, name: str, start: int, end: int) -> Any: ...
 
     def pipeline(self, transaction: bool = ...) -> Any: ...
 
@@ -157,8 +160,28 @@ class Reader:
         return views.company(app_id, company_id, header, overview)
 
     def company_users(self, app_id: str, company_id: str) -> list[dict[str, Any]]:
-        _header, fields = self._company(app_id, company_id, lambda _h: [keys.COMPANY_USERS])
-        return views.company_users(fields.get(keys.COMPANY_USERS, []))
+        """Every current member, last seen first: the users tab's order, each member's row."""
+        key = keys.company(self.namespace, app_id, company_id)
+        if self._r.hget(key, keys.HEADER) is None:
+            raise NotFound(f"company {company_id!r} of app {app_id!r} not found")
+        tab = keys.company_users(self.namespace, app_id, company_id)
+        ids = [m.decode() if isinstance(m, bytes) else m for m in self._r.zrange(tab, 0, -1)]
+        found = self._r.hmget(key, [member_field(u) for u in ids]) if ids else []
+        rows = []
+        for user_id, raw in zip(ids, found, strict=True):
+            member = None if raw is None else decode_field(raw)[2]
+            if member is not None:
+                rows.append(
+                    [
+                        user_id,
+                        member["name"],
+                        member["email"],
+                        member["last_seen_at"],
+                        member["total_sessions"],
+                        member["excluded"],
+                    ]
+                )
+        return views.company_users(rows)
 
     def daily(
         self,

@@ -18,7 +18,17 @@ from projections import keys
 from projections.fold import decode_field, encode_field
 from projections.segments import Profile, conditions, evaluate, next_change
 from projections.store import IndexOp, MemberMove, version_of
-from schemas.segments import PropertyCondition, Segment, parse_segment
+from schemas.segments import (
+    ContentCondition,
+    EventCondition,
+    PageCondition,
+    PropertyCondition,
+    Segment,
+    parse_segment,
+)
+from schemas.timefmt import day_of
+
+DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True)
@@ -111,19 +121,51 @@ def membership(segments: list[Segment], profile: Profile, now_ms: int) -> Member
 
 def user_profile(
     header: Mapping[str, Any],
-    field_of: Mapping[str, Any],
+    figures: Mapping[str, Any],
+    engagement: list[list[Any]],
     company_properties: Mapping[str, Any] | None,
 ) -> Profile:
-    """A Profile from a user's decoded fields (field name -> value)."""
-    days = {d: field_of[keys.DAY_PREFIX + d] for d in header["days"]}
-    return Profile.from_fields(
-        header, days, field_of.get(keys.ENGAGEMENT) or [], company_properties
-    )
+    """A Profile from a user's header, the figures of its days (those the segments' windows
+    cover at least, `segment_needs`), its engagement items and its company's properties."""
+    return Profile.from_fields(header, figures, engagement, company_properties)
 
 
-def company_profile(header: Mapping[str, Any], field_of: Mapping[str, Any]) -> Profile:
-    days = {d: field_of[keys.DAY_PREFIX + d] for d in header["days"]}
-    return Profile.from_fields(header, days, [], None)
+def company_profile(header: Mapping[str, Any], figures: Mapping[str, Any]) -> Profile:
+    return Profile.from_fields(header, figures, [], None)
+
+
+@dataclass(frozen=True)
+class SegmentNeeds:
+    """What evaluating an app's user segments reads of a profile besides its header: the
+    figures of the days from `window_start` on (None: none), the engagement items."""
+
+    window_start: str | None = None
+    engagement: bool = False
+
+
+def segment_needs(
+    registry: Registry, app_id: str, now_ms: int, scope: str = "user"
+) -> SegmentNeeds:
+    widest = 0
+    content = False
+    for s in registry.of(app_id, scope):
+        for c in conditions(s.rule):
+            if isinstance(c, EventCondition | PageCondition):
+                widest = max(widest, c.days)
+            content = content or isinstance(c, ContentCondition)
+    start = day_of(now_ms - (widest - 1) * DAY_MS) if widest else None
+    return SegmentNeeds(start, content)
+
+
+def window_days(needs: SegmentNeeds, now_ms: int) -> list[str]:
+    """Every UTC day from the window's start to tomorrow (an event may be a day ahead)."""
+    if needs.window_start is None:
+        return []
+    out, at = [], now_ms + DAY_MS
+    while (day := day_of(at)) >= needs.window_start:
+        out.append(day)
+        at -= DAY_MS
+    return sorted(out)
 
 
 DUE = "_du"

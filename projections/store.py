@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import fnmatch
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,7 +31,8 @@ if redis.call('EXISTS', KEYS[2]) == 0 then return -2 end
 local v = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 if v ~= tonumber(ARGV[2]) then return -1 end
 local nset = tonumber(ARGV[3])
-local i = 4
+local ndel = tonumber(ARGV[4])
+local i = 5
 -- in chunks: Lua's unpack takes a few thousand values at most
 local args = {}
 for j = i, i + 2 * nset - 1 do
@@ -39,12 +40,22 @@ for j = i, i + 2 * nset - 1 do
   if #args == 1000 then redis.call('HSET', KEYS[1], unpack(args)); args = {} end
 end
 if #args > 0 then redis.call('HSET', KEYS[1], unpack(args)) end
+i = i + 2 * nset
 local dels = {}
-for j = i + 2 * nset, #ARGV do
+for j = i, i + ndel - 1 do
   dels[#dels + 1] = ARGV[j]
   if #dels == 1000 then redis.call('HDEL', KEYS[1], unpack(dels)); dels = {} end
 end
 if #dels > 0 then redis.call('HDEL', KEYS[1], unpack(dels)) end
+i = i + ndel
+-- sorted set moves on KEYS[3] (same slot): member, score ('' takes it out)
+for j = i, #ARGV, 2 do
+  if ARGV[j + 1] == '' then
+    redis.call('ZREM', KEYS[3], ARGV[j])
+  else
+    redis.call('ZADD', KEYS[3], ARGV[j + 1], ARGV[j])
+  end
+end
 redis.call('HSET', KEYS[1], ARGV[1], v + 1)
 return v + 1
 """
@@ -96,6 +107,9 @@ class Write:
     expected_version: int
     to_set: dict[str, bytes]
     to_delete: list[str]
+    # a sorted set beside the entity (same hash tag), moved in the same atomic step:
+    # (its key, {member: score, or None to take it out})
+    beside: tuple[str, dict[str, float | None]] | None = None
 
 
 class Lost(Exception):
@@ -153,6 +167,13 @@ class Store(Protocol):
         `wanted` ones of each entity; one round trip."""
         ...
 
+    async def read(
+        self, requests: Sequence[tuple[str, list[str] | None]]
+    ) -> list[dict[str, bytes]]:
+        """Per (key, field names): those fields that exist (None: every field); one round
+        trip."""
+        ...
+
     async def commit(self, writes: list[Write]) -> list[bool]:
         """Apply each write if its entity is still at the expected version; one round trip.
         Raises `Lost` when a write's namespace has lost its marker in the write's slot."""
@@ -192,6 +213,10 @@ class Store(Protocol):
 
     async def range(self, key: str, after: str | None, limit: int) -> list[str]:
         """Up to `limit` members of a score-0 sorted set after `after`, in lexical order."""
+        ...
+
+    async def ranked(self, key: str) -> list[str]:
+        """Every member of a sorted set, in its order."""
         ...
 
     def scan(self, pattern: str) -> AsyncIterator[str]:
@@ -252,6 +277,29 @@ class RedisStore:
         rows = await pipe.execute()
         return [{k.decode(): v for k, v in row.items()} for row in rows]
 
+    async def read(
+        self, requests: Sequence[tuple[str, list[str] | None]]
+    ) -> list[dict[str, bytes]]:
+        if not requests:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for key, names in requests:
+            if names is None:
+                pipe.hgetall(key)
+            elif names:
+                pipe.hmget(key, names)
+            else:
+                pipe.exists(key)  # nothing wanted: keeps the answers in step
+        out = []
+        for (_key, names), found in zip(requests, await pipe.execute(), strict=True):
+            if names is None:
+                out.append({k.decode(): v for k, v in found.items()})
+            elif names:
+                out.append({n: v for n, v in zip(names, found, strict=True) if v is not None})
+            else:
+                out.append({})
+        return out
+
     async def load_without(
         self, entity_keys: list[str], skip: str, wanted: list[list[str]]
     ) -> list[dict[str, bytes]]:
@@ -268,11 +316,16 @@ class RedisStore:
             return []
         calls = []
         for w in writes:
-            args: list[Any] = [keys.VERSION, w.expected_version, len(w.to_set)]
+            args: list[Any] = [keys.VERSION, w.expected_version, len(w.to_set), len(w.to_delete)]
             for name, value in w.to_set.items():
                 args += [name, value]
             args += w.to_delete
-            calls.append(([w.key, self._marker(w.key)], args))
+            call_keys = [w.key, self._marker(w.key)]
+            if w.beside is not None:
+                call_keys.append(w.beside[0])
+                for member, score in w.beside[1].items():
+                    args += [member, "" if score is None else repr(score)]
+            calls.append((call_keys, args))
         results = await self._run(self._apply, calls)
         for w, r in zip(writes, results, strict=True):
             if r == -2:
@@ -327,6 +380,9 @@ class RedisStore:
             pipe.zrangebyscore(key, "-inf", until, start=0, num=limit)
         return [[m.decode() for m in found] for found in await pipe.execute()]
 
+    async def ranked(self, key: str) -> list[str]:
+        return [m.decode() for m in await self._client.zrange(key, 0, -1)]
+
     async def range(self, key: str, after: str | None, limit: int) -> list[str]:
         low = "-" if after is None else "(" + after
         return [m.decode() for m in await self._client.zrangebylex(key, low, "+", 0, limit)]
@@ -365,6 +421,18 @@ class MemoryStore:
     async def load(self, entity_keys: list[str]) -> list[dict[str, bytes]]:
         return [dict(self.data.get(k, {})) for k in entity_keys]
 
+    async def read(
+        self, requests: Sequence[tuple[str, list[str] | None]]
+    ) -> list[dict[str, bytes]]:
+        out = []
+        for key, names in requests:
+            fields = self.data.get(key, {})
+            if names is None:
+                out.append(dict(fields))
+            else:
+                out.append({n: fields[n] for n in names if n in fields})
+        return out
+
     async def load_without(
         self, entity_keys: list[str], skip: str, wanted: list[list[str]]
     ) -> list[dict[str, bytes]]:
@@ -387,6 +455,13 @@ class MemoryStore:
             current.update(w.to_set)
             for name in w.to_delete:
                 current.pop(name, None)
+            if w.beside is not None:
+                members = self.sets.setdefault(w.beside[0], {})
+                for member, score in w.beside[1].items():
+                    if score is None:
+                        members.pop(member, None)
+                    else:
+                        members[member] = score
             current[keys.VERSION] = str(version + 1).encode()
             out.append(True)
         return out
@@ -438,6 +513,10 @@ class MemoryStore:
     async def range(self, key: str, after: str | None, limit: int) -> list[str]:
         members = sorted(m for m in self.sets.get(key, {}) if after is None or m > after)
         return members[:limit]
+
+    async def ranked(self, key: str) -> list[str]:
+        found = self.sets.get(key, {}).items()
+        return [m for m, _s in sorted(found, key=lambda kv: (kv[1], kv[0].encode()))]
 
     async def scan(self, pattern: str) -> AsyncIterator[str]:
         for key in [k for k in self.data if fnmatch.fnmatchcase(k, pattern)]:
@@ -498,6 +577,12 @@ class MemoryHashes:
 
     def scan_iter(self, match: str, count: int = 0) -> Iterator[str]:
         return (k for k in [*self._data, *self._sets] if fnmatch.fnmatchcase(k, match))
+
+    def zrange(self, name: str, start: int, end: int) -> list[bytes]:
+        """Redis's ZRANGE by index: score, then member order."""
+        members = sorted(self._sets.get(name, {}).items(), key=lambda kv: (kv[1], kv[0].encode()))
+        found = [m.encode() for m, _score in members]
+        return found[start:] if end == -1 else found[start : end + 1]
 
     def zrangebylex(self, name: str, min: str, max: str, start: int, num: int) -> list[str]:
         """Redis's ZRANGEBYLEX bounds: `-`, `+`, `[inclusive`, `(exclusive`."""

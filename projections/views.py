@@ -102,7 +102,7 @@ def sessions(day_lists: list[list[list[Any]]], limit: int | None) -> list[dict[s
 
 def sentiment(rows: list[list[Any]], frm: str | None, to: str | None) -> list[dict[str, Any]]:
     out = []
-    for at, survey_id, survey_type, question, score, answer, page in reversed(rows):
+    for at, survey_id, survey_type, question, score, answer, page, *_id in reversed(rows):
         day = format_ms(at)[:10]
         if (frm is None or day >= frm) and (to is None or day <= to):
             out.append(

@@ -51,7 +51,7 @@ from aiokafka.admin.records_to_delete import RecordsToDelete
 from aiokafka.errors import TopicAlreadyExistsError
 
 from projections import keys, namespaces
-from projections.fold import UserState, erased_by_delete
+from projections.fold import Index, deleted_until, erased_by_delete
 from schemas.codec import decode_bytes, validate
 from schemas.limits import Limits
 from schemas.models import Command
@@ -158,22 +158,28 @@ def erased_letter(raw: bytes | None, deletes: dict[User, int]) -> User | None:
     letter = parse_letter(0, 0, raw)
     if letter.reason == UNREADABLE:
         return None
-    delta_of = _delta_user(letter.value)
-    if delta_of is not None:  # a dead-lettered company delta: derived from the user's records
-        return delta_of if delta_of in deletes else None
+    delta_of = _delta_users(letter.value)
+    if delta_of is not None:  # a dead-lettered company delta: derived from its users' records
+        return next((u for u in delta_of if u in deletes), None)
     return erased_record(letter.value, letter.key, deletes)
 
 
-def _delta_user(raw: bytes) -> User | None:
-    """The user a company delta (a contribution, with its member row) is from, else None."""
+def _delta_users(raw: bytes) -> list[User] | None:
+    """The users a company delta (their parts, with their member rows) is from, else None."""
     try:
         obj = decode_bytes(raw, OPEN_LIMITS)
     except Exception:
         return None
-    app_id, user_id = obj.get("app_id"), obj.get("user_id")
+    app_id, parts = obj.get("app_id"), obj.get("parts")
     if obj.get("type") != "company_delta" or not isinstance(app_id, str):
         return None
-    return (app_id, user_id) if isinstance(user_id, str) else None
+    if not isinstance(parts, list):
+        return []
+    return [
+        (app_id, p["user_id"])
+        for p in parts
+        if isinstance(p, dict) and isinstance(p.get("user_id"), str)
+    ]
 
 
 # ---- the result --------------------------------------------------------------------------------
@@ -235,8 +241,8 @@ async def delete_times(
     found: dict[str, int] = {}
     refused: dict[str, str] = {}
     for user_id in dict.fromkeys(user_ids):
-        raw = await client.hget(keys.user(pointer.current, app_id, user_id), keys.STATE)
-        until = UserState.from_bytes(raw).deleted_until
+        raw = await client.hget(keys.user(pointer.current, app_id, user_id), keys.INDEX)
+        until = deleted_until(Index.from_bytes(raw).commands)
         if until is None:
             refused[user_id] = (
                 "no delete command has been applied for this user "

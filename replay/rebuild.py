@@ -12,8 +12,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from projections import keys, namespaces
+from projections.company_step import DirectSink
 from projections.membership import apply_definition, tick
-from projections.step import DirectSink, FoldConfig, apply_batch
+from projections.step import FoldConfig, apply_batch
 from projections.store import RedisStore
 from schemas.codec import Rejected
 from streams.definitions import decode_definition

@@ -178,21 +178,25 @@ class DeadLetter(_Model):
     failed_at: int
 
 
-class CompanyDelta(_Model):
-    """One user's whole contribution to one company (profiles.company-deltas, keyed by company).
+class MemberPart(_Model):
+    """One user's part in one company at one user-step version: absolute, never a
+    difference, so a redelivered or stale part changes nothing (the company keeps per member
+    and per day the newest version it was given)."""
 
-    Absolute, not incremental: it replaces the user's previous contribution when its
-    `version` (the user step's) is at least the stored one, so redelivery changes nothing.
-    `delta_id` = app:user:version:company is deterministic for the same step.
-    """
-
-    type: Literal["company_delta"] = "company_delta"
-    delta_id: str
-    app_id: AppId
-    company_id: str
     user_id: UserId
     version: int
     facts: dict[str, Any] | None  # what the user's identifies say of the company (LWW triples)
     member: dict[str, Any] | None  # the user's users-tab row; None when not a current member
-    days: dict[str, dict[str, Any]]  # per-day figures; {} when not counted
-    namespace: str  # the projection namespace the user step wrote
+    days: dict[str, dict[str, Any] | None]  # figures of the days that changed (None: gone)
+    full: bool = False  # `days` is every day the user counts in the company: the others go
+
+
+class CompanyDelta(_Model):
+    """What one batch of user steps gives one company (profiles.company-deltas, keyed by
+    company): one message per company and batch, one part per user."""
+
+    type: Literal["company_delta"] = "company_delta"
+    app_id: AppId
+    company_id: str
+    namespace: str  # the projection namespace the user steps wrote
+    parts: list[MemberPart]

@@ -17,8 +17,9 @@ from typing import Any, cast
 import faust
 
 from projections import namespaces
+from projections.company_step import apply_company_batch
 from projections.membership import apply_definition, tick
-from projections.step import FoldConfig, apply_batch, apply_company_batch
+from projections.step import FoldConfig, apply_batch
 from projections.store import Lost, RedisStore
 from schemas.codec import Rejected
 from streams.definitions import decode_definition
@@ -145,7 +146,7 @@ def build_app(settings: Settings) -> faust.App:
             for event in events:
                 m = event.message
                 try:
-                    good.append(decode_delta(m.value or b"", m.topic, m.partition, m.offset))
+                    good += decode_delta(m.value or b"", m.topic, m.partition, m.offset)
                 except Rejected as exc:
                     dead.append((m, dead_letter_value(exc.reason, exc.detail, m)))
             if dead:

@@ -14,49 +14,69 @@ from schemas.models import CompanyDelta
 from streams.topics import record_key
 
 # Contributions carry a user's per-day figures: allow far more than an SDK record may hold.
-DELTA_LIMITS = Limits(max_keys=100_000, max_record_bytes=64 * 1024 * 1024, max_depth=6)
+DELTA_LIMITS = Limits(max_keys=100_000, max_record_bytes=64 * 1024 * 1024, max_depth=8)
 
 
-def encode_delta(c: Contribution) -> bytes:
+def encode_delta(parts: list[Contribution]) -> bytes:
+    """One message of the parts of one company (same app, company and namespace)."""
+    first = parts[0]
     return encode(
         {
             "type": "company_delta",
-            "delta_id": f"{c.app_id}:{c.user_id}:{c.version}:{c.company_id}",
-            "app_id": c.app_id,
-            "company_id": c.company_id,
-            "user_id": c.user_id,
-            "version": c.version,
-            "facts": c.facts,
-            "member": c.member,
-            "days": c.days,
-            "namespace": c.namespace,
+            "app_id": first.app_id,
+            "company_id": first.company_id,
+            "namespace": first.namespace,
+            "parts": [
+                {
+                    "user_id": c.user_id,
+                    "version": c.version,
+                    "facts": c.facts,
+                    "member": c.member,
+                    "days": c.days,
+                    "full": c.full,
+                }
+                for c in parts
+            ],
         }
     )
 
 
-def decode_delta(raw: bytes, topic: str, partition: int, offset: int) -> Contribution:
-    """Bytes of profiles.company-deltas to a Contribution, or Rejected."""
+def decode_delta(raw: bytes, topic: str, partition: int, offset: int) -> list[Contribution]:
+    """Bytes of profiles.company-deltas to its contributions, or Rejected."""
     try:
         d = CompanyDelta.model_validate(decode_bytes(raw, DELTA_LIMITS))
     except ValidationError as exc:
         raise Rejected("invalid_field", str(exc.errors()[0]["msg"])) from None
-    return Contribution(
-        d.app_id,
-        d.company_id,
-        d.user_id,
-        d.version,
-        d.facts,
-        d.member,
-        d.days,
-        d.namespace,
-        topic,
-        partition,
-        offset,
-    )
+    return [
+        Contribution(
+            d.app_id,
+            d.company_id,
+            p.user_id,
+            p.version,
+            p.facts,
+            p.member,
+            p.days,
+            d.namespace,
+            topic,
+            partition,
+            offset,
+            p.full,
+        )
+        for p in d.parts
+    ]
+
+
+def by_company(deltas: list[Contribution]) -> list[list[Contribution]]:
+    """The contributions of a batch grouped into one message per company, in their order."""
+    grouped: dict[tuple[str, str, str], list[Contribution]] = {}
+    for c in deltas:
+        grouped.setdefault((c.namespace, c.app_id, c.company_id), []).append(c)
+    return list(grouped.values())
 
 
 class KafkaSink:
-    """Sends contributions on the company-deltas topic and waits until the broker has them."""
+    """Sends a batch's contributions on the company-deltas topic, one message per company,
+    and waits until the broker has them."""
 
     def __init__(self, topic: Any) -> None:
         self._topic = topic
@@ -64,8 +84,11 @@ class KafkaSink:
     async def send(self, deltas: list[Contribution]) -> None:
         futures = await asyncio.gather(
             *(
-                self._topic.send(key=record_key(c.app_id, c.company_id), value=encode_delta(c))
-                for c in deltas
+                self._topic.send(
+                    key=record_key(parts[0].app_id, parts[0].company_id),
+                    value=encode_delta(parts),
+                )
+                for parts in by_company(deltas)
             )
         )
         await asyncio.gather(*futures)

@@ -58,8 +58,8 @@ def letter_erased(value: bytes, deletes: dict[User, int]) -> bool:
     letter = msgpack.unpackb(value, raw=False)
     try:
         delta = msgpack.unpackb(letter["value"], raw=False)
-        if delta["type"] == "company_delta":  # a failed company delta: the user's member row
-            return (delta["app_id"], delta["user_id"]) in deletes
+        if delta["type"] == "company_delta":  # a failed company delta: its users' member rows
+            return any((delta["app_id"], p["user_id"]) in deletes for p in delta["parts"])
     except Exception:
         pass
     return expected_erased(letter["key"], letter["value"], deletes)

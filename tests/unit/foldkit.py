@@ -7,32 +7,33 @@ import random
 from typing import Any
 
 from projections.company import Contribution
+from projections.company_step import DirectSink, apply_company_batch
 from projections.reader import NotFound, Reader
-from projections.step import (
-    DirectSink,
-    FoldConfig,
-    Positioned,
-    apply_batch,
-    apply_company_batch,
-)
+from projections.step import FoldConfig, Positioned, apply_batch
 from projections.store import MemoryHashes, MemoryStore
 from schemas.codec import validate
 from schemas.limits import Limits
-from streams.deltas import decode_delta, encode_delta
+from streams.deltas import by_company, decode_delta, encode_delta
 
 NS = "t"
 
 
 class MemorySink:
-    """The company-deltas topic as a list: offsets in the order the user side produced."""
+    """The company-deltas topic as a list of messages (one per company and batch, as the
+    worker sends them): offsets in the order the user side produced."""
 
     def __init__(self) -> None:
-        self.log: list[Contribution] = []
+        self.log: list[list[Contribution]] = []
 
     async def send(self, deltas: list[Contribution]) -> None:
-        for c in deltas:
+        for parts in by_company(deltas):
             # through the wire codec, as the company agent reads them
-            self.log.append(decode_delta(encode_delta(c), "deltas", 0, len(self.log)))
+            self.log.append(decode_delta(encode_delta(parts), "deltas", 0, len(self.log)))
+
+    def read(self, offsets: list[int] | None = None) -> list[Contribution]:
+        """The contributions of these messages (all), as the company agent gets them."""
+        chosen = range(len(self.log)) if offsets is None else offsets
+        return [c for i in chosen for c in self.log[i]]
 
 
 def fold(
@@ -67,7 +68,7 @@ def fold(
         log = sink.log
         delta_batches = random_batches(len(log), rng) if rng else [list(range(len(log)))]
         for batch in delta_batches:
-            asyncio.run(apply_company_batch(store, [log[i] for i in batch], now_ms=now_ms))
+            asyncio.run(apply_company_batch(store, sink.read(batch), now_ms=now_ms))
     return Reader(MemoryHashes(store), NS)
 
 

@@ -15,8 +15,9 @@ from typing import Any
 
 from foldkit import NS, MemorySink
 
+from projections.company_step import apply_company_batch
 from projections.reader import Reader
-from projections.step import FoldConfig, Positioned, apply_batch, apply_company_batch
+from projections.step import FoldConfig, Positioned, apply_batch
 from projections.store import MemoryHashes, MemoryStore
 from schemas.codec import validate
 from schemas.limits import Limits
@@ -74,7 +75,7 @@ async def _step(store: MemoryStore, sink: MemorySink, batch: list[Positioned]) -
 
 def _companies(store: MemoryStore, sink: MemorySink) -> Reader:
     """The company agent reads every contribution the user side produced, in log order."""
-    asyncio.run(apply_company_batch(store, sink.log, now_ms=NOW))
+    asyncio.run(apply_company_batch(store, sink.read(), now_ms=NOW))
     return Reader(MemoryHashes(store), NS)
 
 

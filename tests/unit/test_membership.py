@@ -22,15 +22,10 @@ from reference import fit_scope, segment_member, segment_subjects
 from test_fold_properties import NAMES, NOW, URLS, record_sets
 
 from projections import keys
+from projections.company_step import DirectSink, apply_company_batch
 from projections.membership import apply_definition, reevaluate, tick
 from projections.reader import Reader
-from projections.step import (
-    DirectSink,
-    FoldConfig,
-    Positioned,
-    apply_batch,
-    apply_company_batch,
-)
+from projections.step import FoldConfig, Positioned, apply_batch
 from projections.store import MemoryHashes, MemoryStore
 from schemas.codec import validate
 from schemas.limits import Limits
@@ -207,7 +202,7 @@ def _run(scenario: dict[str, Any]) -> tuple[MemoryStore, dict[str, dict[str, Any
             # the company agent: what was produced so far, in log order, split anywhere
             fresh = list(range(delivered, len(sink.log)))
             for part in random_batches(len(fresh), rng) if fresh else []:
-                await apply_company_batch(store, [sink.log[fresh[i]] for i in part], now_ms=clock)
+                await apply_company_batch(store, sink.read([fresh[i] for i in part]), now_ms=clock)
             delivered = len(sink.log)
             clock = min(end, clock + rng.choice([0, 1, 3_600_000, DAY // 2, DAY]))
             await tick(store, NS, now_ms=clock)

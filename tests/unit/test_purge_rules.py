@@ -94,9 +94,11 @@ def test_a_letter_goes_exactly_when_the_record_it_carries_goes() -> None:
     assert erased_letter(letter(GONE, pack(track("gone", T + 1, name=1))), DELETES) is None
     assert erased_letter(letter(KEPT, b"\xc1garbage"), DELETES) is None
     assert erased_letter(b"not a letter", DELETES) is None
-    delta = {"type": "company_delta", "app_id": "app", "user_id": "gone", "member": {}}
+    delta = {"type": "company_delta", "app_id": "app", "parts": [{"user_id": "gone"}]}
     assert erased_letter(letter(b"app:c-1", pack(delta)), DELETES) == ("app", "gone")
-    other = {**delta, "user_id": "kept"}
+    both = {**delta, "parts": [{"user_id": "kept"}, {"user_id": "gone"}]}
+    assert erased_letter(letter(b"app:c-1", pack(both)), DELETES) == ("app", "gone")
+    other = {**delta, "parts": [{"user_id": "kept"}]}
     assert erased_letter(letter(b"app:c-1", pack(other)), DELETES) is None
 
 

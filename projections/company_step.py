@@ -1,0 +1,231 @@
+"""One company step: fence, fold the members' contributions, write, then move the sets — for
+many companies in few round trips.
+
+A step reads each company's head (header, last writers, the rows of the members it changes),
+then those members' figures of the days their contributions name and the sums of those
+days — and, only when a member takes back an extreme or a last writer, every member's row
+(projections/company.py). The users tab moves in the same atomic write as the hash. What
+follows (the companies index, segment member sets, members due when the properties change)
+is sent after the write, as for users (step.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from projections import keys
+from projections.company import (
+    CompanyPlan,
+    Contribution,
+    Recompute,
+    first_reads,
+    fresh,
+    plan_company,
+    second_reads,
+)
+from projections.fold import decode_field
+from projections.membership import company_change_ops, profile_fields, reevaluate
+from projections.registry import (
+    MEMBERSHIP,
+    NONE,
+    Registry,
+    company_profile,
+    membership,
+    membership_fields,
+    membership_moves,
+    registry_of,
+    segment_needs,
+    stored_membership,
+)
+from projections.step import Contended
+from projections.store import IndexOp, MemberMove, Store, Write, version_of
+
+
+class DirectSink:
+    """Applies contributions to their companies at once, without a topic (used by replay).
+
+    Safe for the same reason as the topic: a member's row and days take a contribution only
+    if its user-step version is not older than theirs."""
+
+    def __init__(self, store: Store, clock: Callable[[], int] | None = None) -> None:
+        self._store = store
+        self._clock = clock or (lambda: int(time.time() * 1000))
+
+    async def send(self, deltas: list[Contribution]) -> None:
+        await apply_company_batch(self._store, deltas, now_ms=self._clock())
+
+
+async def apply_company_batch(
+    store: Store, items: list[Contribution], *, now_ms: int, max_attempts: int = 20
+) -> int:
+    """Apply contributions to every company they name (in their namespace); returns how many
+    companies were written. Raises `Contended` as `step.apply_batch` does."""
+    by_company: dict[str, list[Contribution]] = {}
+    for c in items:
+        by_company.setdefault(keys.company(c.namespace, c.app_id, c.company_id), []).append(c)
+    pending = list(by_company)
+    every: set[str] = set()  # companies whose header is derived from every member's row
+    total = 0
+    for _ in range(max_attempts):
+        if not pending:
+            break
+        namespaces = sorted({by_company[k][0].namespace for k in pending})
+        found = await store.read(
+            [(keys.segment_registry(ns), None) for ns in namespaces]
+            + [(k, first_reads(by_company[k])) for k in pending]
+        )
+        registries = {ns: registry_of(f) for ns, f in zip(namespaces, found, strict=False)}
+        heads = dict(zip(pending, found[len(namespaces) :], strict=True))
+        news = {k: fresh(heads[k], by_company[k]) for k in pending}
+        wanted = []
+        for k in pending:
+            first = by_company[k][0]
+            needs = segment_needs(registries[first.namespace], first.app_id, now_ms, "company")
+            window = [n for n in profile_fields(needs, now_ms) if n.startswith(keys.DAY_PREFIX)]
+            wanted.append((k, second_reads(heads[k], news[k]) + window))
+        read = dict(zip(pending, await store.read(wanted), strict=True))
+        whole = [(k, names) for k, names in wanted if k in every]
+        if whole:  # every field but other members' days: their rows, for the header
+            found = await store.load_without(
+                [k for k, _n in whole], keys.MEMBER_DAYS_PREFIX, [n for _k, n in whole]
+            )
+            read.update(zip([k for k, _n in whole], found, strict=True))
+        plans: dict[str, CompanyPlan | None] = {}
+        for k in pending:
+            stored = {**heads[k], **read[k]}
+            try:
+                plans[k] = plan_company(stored, news[k], every_member=k in every)
+            except Recompute:
+                every.add(k)  # planned again next round, with every member's row
+        writes = []
+        for k, plan in plans.items():
+            if plan is None:
+                continue
+            first = by_company[k][0]
+            _membership(registries[first.namespace], first, plan, {**heads[k], **read[k]}, now_ms)
+            _fences(plan, heads[k], news[k])
+            tab = (
+                keys.company_users(first.namespace, first.app_id, first.company_id),
+                plan.users_tab,
+            )
+            writes.append(Write(k, version_of(heads[k]), plan.to_set, plan.to_delete, tab))
+        results = await store.commit(writes)
+        refused = {w.key for w, ok in zip(writes, results, strict=True) if not ok}
+        written: dict[str, list[str]] = {}
+        for w, ok in zip(writes, results, strict=True):
+            if ok:
+                written.setdefault(by_company[w.key][0].namespace, []).append(w.key)
+                total += 1
+        index: list[IndexOp] = []
+        moves: list[MemberMove] = []
+        for k, plan in plans.items():
+            if k in refused:
+                continue
+            first = by_company[k][0]
+            again = len(news[k]) < len(by_company[k])
+            m, i = await _after(
+                store, first, registries[first.namespace], plan, heads[k], again, now_ms
+            )
+            moves += m
+            index += i
+        await store.index(index)
+        await store.place(moves)
+        pending = [k for k in pending if k in refused or k not in plans]
+        for ns, company_keys in written.items():
+            if await store.version(keys.segment_registry(ns)) != registries[ns].generation:
+                await _companies_again(store, ns, [by_company[k][0] for k in company_keys], now_ms)
+    if pending:
+        raise Contended(f"{len(pending)} companies kept changing under this writer")
+    return total
+
+
+def _fences(plan: CompanyPlan, head: dict[str, bytes], news: list[Contribution]) -> None:
+    fences = {k: int(v) for k, v in head.items() if k.startswith(keys.FENCE_PREFIX)}
+    for c in news:
+        if c.topic:
+            name = keys.fence_field(c.topic, c.partition)
+            fences[name] = max(fences.get(name, -1), c.offset)
+    plan.to_set.update({n: str(o).encode() for n, o in fences.items()})
+
+
+def _membership(
+    registry: Registry,
+    first: Contribution,
+    plan: CompanyPlan,
+    stored: dict[str, bytes],
+    now_ms: int,
+) -> None:
+    """Evaluate the company's segments on its new header and the figures of its days that
+    the windows cover, and write the membership with it."""
+    segments = registry.of(first.app_id, "company")
+    m = NONE
+    if plan.header is not None and segments:
+        figures = {
+            n[len(keys.DAY_PREFIX) :]: decode_field(v)
+            for n, v in stored.items()
+            if n.startswith(keys.DAY_PREFIX)
+        }
+        figures.update(plan.figures)
+        for name in plan.to_delete:
+            if name.startswith(keys.DAY_PREFIX):
+                figures.pop(name[len(keys.DAY_PREFIX) :], None)
+        m = membership(segments, company_profile(plan.header, figures), now_ms)
+    wanted = membership_fields(m)
+    for name in MEMBERSHIP:
+        if name in wanted and stored.get(name) != wanted[name]:
+            plan.to_set[name] = wanted[name]
+        elif name not in wanted and name in stored:
+            plan.to_delete.append(name)
+    plan.membership = (stored_membership(stored), m)
+
+
+async def _after(
+    store: Store,
+    first: Contribution,
+    registry: Registry,
+    plan: CompanyPlan | None,
+    head: dict[str, bytes],
+    again: bool,
+    now_ms: int,
+) -> tuple[list[MemberMove], list[IndexOp]]:
+    """After the company's write (or, when every contribution came again, after reading it):
+    its companies-index entry, its member sets, and its members due at once when its
+    properties changed (a repair: whatever they were)."""
+    ns, app_id, company_id = first.namespace, first.app_id, first.company_id
+    old_header = decode_field(head[keys.HEADER]) if keys.HEADER in head else None
+    stored_m = stored_membership(head)
+    if plan is None:
+        header, old, new, version = old_header, stored_m, stored_m, version_of(head)
+    else:
+        header, (old, new), version = plan.header, plan.membership, version_of(head) + 1
+    listed = keys.id_member(company_id)
+    index_key = keys.companies_index(ns, app_id, keys.index_bucket(company_id))
+    every = [s.id for s in registry.of(app_id, "company")] if again else None
+    moves, due = membership_moves(
+        ns, app_id, "company", company_id, version, old, new, every, exact=False
+    )
+    ops = [
+        IndexOp(index_key, listed if header is None else None, None if header is None else listed),
+        *due,
+    ]
+    before = None if again else old_header
+    if registry.reads_companies(app_id) and _properties(before) != _properties(header):
+        members = await store.ranked(keys.company_users(ns, app_id, company_id))
+        ops += company_change_ops(ns, app_id, registry, before, header, members, now_ms)
+    return moves, ops
+
+
+def _properties(header: dict[str, Any] | None) -> Any:
+    return None if header is None else header["properties"]
+
+
+async def _companies_again(
+    store: Store, namespace: str, firsts: list[Contribution], now_ms: int
+) -> None:
+    by_app: dict[str, list[str]] = {}
+    for c in firsts:
+        by_app.setdefault(c.app_id, []).append(c.company_id)
+    for app_id, company_ids in by_app.items():
+        await reevaluate(store, namespace, app_id, "company", company_ids, now_ms=now_ms)
