@@ -827,6 +827,7 @@ async def cleanup(run: Run, rc: aioredis.Redis) -> None:
     try:
         for namespace in run.namespaces:
             await remove_namespace(rc, namespace)
+            await rc.unlink(keys.pointer(namespace))  # outside the namespace's own keys
         cfg = settings_for("bench.")
         left = await delete_groups(cfg, run.groups)
         if left:
