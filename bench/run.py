@@ -1,4 +1,5 @@
-"""The benchmark: N generated events through the floor, the pipeline, replay, reads, freshness."""
+"""The benchmark: N generated events through the floor, the pipeline, replay, reads, freshness;
+the trickle and live parts (bench/trickle.py, bench/live.py) on top."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ POLL_SECONDS = 0.25
 STALL_SECONDS = 180  # no progress for this long: the pipeline is stuck, not slow
 VALIDATE_SAMPLE = 20_000
 
-PARTS = ("pipeline", "workers", "replay")
+PARTS = ("pipeline", "workers", "replay", "trickle", "live")
 Metrics = dict[str, tuple[Any, str]]  # name -> (value, unit)
 
 
@@ -368,6 +369,17 @@ def cpu_seconds(proc: subprocess.Popen[bytes]) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu() -> float:
+    """CPU seconds every process of this machine has used so far, all cores (Linux /proc):
+    against the wall time, how busy the shared machine was."""
+    try:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # without guest (in user)
+
+
 def summed(info: dict[str, Any], *fields: str) -> float:
     """INFO fields of one Redis, or summed over the nodes of a cluster (one dict per node)."""
     nodes = [info] if fields[0] in info else [v for v in info.values() if isinstance(v, dict)]
@@ -532,6 +544,12 @@ def day(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
 
 
+def quantiles(values: list[float]) -> tuple[float, float]:
+    """(p50, p99)."""
+    q = statistics.quantiles(values, n=100, method="inclusive")
+    return q[49], q[98]
+
+
 def reads(reader: Reader, ds: Dataset, count: int) -> Metrics:
     """p50/p99 of random reads of each view through the reader library."""
     rng = random.Random(SEED)
@@ -553,9 +571,9 @@ def reads(reader: Reader, ds: Dataset, count: int) -> Metrics:
             t0 = time.perf_counter()
             call()  # the random pick inside is a microsecond next to a Redis round trip
             times.append(time.perf_counter() - t0)
-        q = statistics.quantiles(times, n=100, method="inclusive")
-        out[f"read_{view}_p50"] = (q[49] * 1000, "ms")
-        out[f"read_{view}_p99"] = (q[98] * 1000, "ms")
+        p50, p99 = quantiles(times)
+        out[f"read_{view}_p50"] = (p50 * 1000, "ms")
+        out[f"read_{view}_p99"] = (p99 * 1000, "ms")
     return out
 
 
@@ -586,64 +604,101 @@ def visible(reader: Reader, app: str, user: str, name: str, at_ms: int) -> bool:
     return any(e["name"] == name for e in top)
 
 
-async def freshness(run: Run, ds: Dataset, namespace: str, rate: float, seconds: float) -> Metrics:
-    """Probe events under a steady load: seconds from publish until the reader shows them.
+async def until(moment: float) -> None:
+    await asyncio.sleep(max(0.0, moment - time.monotonic()))
 
-    The load goes to topics of its own (same namespace, so the same stored profiles): on the
-    loaded topics it would change the data set every later run measures."""
-    prefix = f"bench.fresh-{run.id}."
-    run.topic_prefixes.append(prefix)
-    group = run.name("fresh")
-    run.groups.append(group)
-    cfg = settings_for(prefix, namespace, group)
-    await ensure_topics(cfg)
-    log(f"freshness: {rate:,.0f} events/s for {seconds:g} s into {namespace}")
-    procs = start_workers(run, cfg, 1)
-    reader = Reader(sync_client(cfg), namespace)
-    topic = Topics(prefix).for_type("track")
-    rng = random.Random(SEED)
-    templates = [
-        r for r in generate(users=50, days=1, end_ms=ds.end_ms, seed=SEED) if r["type"] == "track"
-    ]
 
-    def track(app: str, user: str, name: str | None = None) -> dict[str, Any]:
-        base = rng.choice(templates) if name is None else {"type": "track", "name": name}
+@dataclass
+class Steady:
+    """What a steady load measured."""
+
+    sent: int
+    seconds: float
+    latencies: list[float]  # of the probes seen, in seconds
+    lost: int  # probes not seen within 30 s of the load's end
+    lag_start: int  # the group's lag from 2 to 5 s in (mean of samples every 0.5 s)
+    lag_end: int  # its lag in the load's last 3 s (the same)
+    workers_cpu: float  # the workers' CPU seconds while the load ran
+    own_cpu: float  # this process's (the load and the probes), the same
+    machine_cpu: float  # every process's, the same
+
+
+class LiveLoad:
+    """New track events for existing users at a steady rate, with probe events timed from
+    publish until the reader library shows them: the freshness and live parts.
+
+    The load goes to topics of its own (the same namespace, so the same stored profiles): on
+    the loaded topics it would change the data set every later run measures."""
+
+    PROBES_PER_SECOND = 10
+    WATCH_SECONDS = 0.05  # the shortest round of reads of the pending probes
+    LAG_SAMPLE_SECONDS = 0.5
+
+    def __init__(
+        self,
+        run: Run,
+        cfg: Settings,
+        procs: list[subprocess.Popen[bytes]],
+        users: list[tuple[str, str]],
+        end_ms: int,
+    ) -> None:
+        self.run, self.cfg, self.procs, self.users = run, cfg, procs, users
+        self.reader = Reader(sync_client(cfg), cfg.namespace)
+        self.topic = Topics(cfg.topic_prefix).for_type("track")
+        self.rng = random.Random(SEED)
+        self.templates = [
+            r for r in generate(users=50, days=1, end_ms=end_ms, seed=SEED) if r["type"] == "track"
+        ]
+        self.producer = AIOKafkaProducer(
+            **client_options(cfg), acks="all", enable_idempotence=True, linger_ms=5
+        )
+        self.probes = 0  # probe names are unique over the loads of one LiveLoad
+
+    async def __aenter__(self) -> LiveLoad:
+        await self.producer.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.producer.stop()
+
+    def track(self, app: str, user: str, name: str | None = None) -> dict[str, Any]:
+        base = self.rng.choice(self.templates) if name is None else {"type": "track", "name": name}
         ids = {"app_id": app, "user_id": user, "event_id": str(uuid.uuid4())}
         return {**base, **ids, "timestamp": int(time.time() * 1000)}
 
-    producer = AIOKafkaProducer(
-        **client_options(cfg), acks="all", enable_idempotence=True, linger_ms=5
-    )
-    await producer.start()
-
-    async def send(record: dict[str, Any]) -> asyncio.Future[Any]:
+    async def send(self, record: dict[str, Any]) -> asyncio.Future[Any]:
         key = record_key(record["app_id"], record["user_id"])
-        return await producer.send(topic, encode(record), key=key)
+        return await self.producer.send(self.topic, encode(record), key=key)
 
-    try:
-        # Warm-up: the worker has joined and owns its partitions once one probe shows.
-        app, user = rng.choice(ds.users)
-        warmup = track(app, user, f"bench-warmup-{run.id}")
-        await send(warmup)
+    async def warm_up(self) -> None:
+        """Until the workers have joined and own their partitions: one probe shows."""
+        app, user = self.rng.choice(self.users)
+        warmup = self.track(app, user, f"bench-warmup-{self.run.id}")
+        await self.send(warmup)
         deadline = time.monotonic() + 120
-        while not visible(reader, app, user, warmup["name"], warmup["timestamp"]):
+        while not visible(self.reader, app, user, warmup["name"], warmup["timestamp"]):
             checkpoint()
-            check_alive(run, procs)
+            check_alive(self.run, self.procs)
             if time.monotonic() > deadline:
-                raise BenchError("the freshness worker showed nothing within 120 s")
+                raise BenchError("the worker showed nothing within 120 s")
             await asyncio.sleep(0.1)
 
-        stop_at = time.monotonic() + seconds
+    async def steady(self, rate: float, seconds: float) -> Steady:
+        """`rate` events a second for `seconds`, random users, and ten probes a second."""
+        started = time.monotonic()
+        stop_at = started + seconds
+        cpu_before = sum(cpu_seconds(p) for p in self.procs)
+        own_before, machine_before = time.process_time(), machine_cpu()
         pending: dict[str, tuple[str, str, int, float]] = {}
         latencies: list[float] = []
 
         async def load() -> int:
-            start, sent, futures = time.monotonic(), 0, []
+            sent, futures = 0, []
             while (now := time.monotonic()) < stop_at:
                 checkpoint()
-                due = int((now - start) * rate) - sent
+                due = int((now - started) * rate) - sent
                 for _ in range(due):
-                    futures.append(await send(track(*rng.choice(ds.users))))
+                    futures.append(await self.send(self.track(*self.rng.choice(self.users))))
                 sent += due
                 if len(futures) >= 5000:
                     await asyncio.gather(*futures)
@@ -653,53 +708,91 @@ async def freshness(run: Run, ds: Dataset, namespace: str, rate: float, seconds:
             return sent
 
         async def probes() -> None:
-            i = 0
             while time.monotonic() < stop_at:
                 checkpoint()
-                app, user = rng.choice(ds.users)
-                name = f"bench-probe-{run.id}-{i}"
-                probe = track(app, user, name)
+                app, user = self.rng.choice(self.users)
+                name = f"bench-probe-{self.run.id}-{self.probes}"
+                probe = self.track(app, user, name)
                 pending[name] = (app, user, probe["timestamp"], time.monotonic())
-                await send(probe)
-                i += 1
-                await asyncio.sleep(0.1)
+                await self.send(probe)
+                self.probes += 1
+                await asyncio.sleep(1 / self.PROBES_PER_SECOND)
 
         async def watch() -> None:
             give_up = stop_at + 30
             while time.monotonic() < give_up and (pending or time.monotonic() < stop_at):
+                round_start = time.monotonic()
                 for name, (app, user, at_ms, sent_at) in list(pending.items()):
                     seen = time.monotonic()  # it became visible at most this read ago
-                    if visible(reader, app, user, name, at_ms):
+                    if visible(self.reader, app, user, name, at_ms):
                         latencies.append(seen - sent_at)
                         del pending[name]
                 checkpoint()
-                check_alive(run, procs)
-                await asyncio.sleep(0.01)
+                check_alive(self.run, self.procs)
+                # Each pending probe is read every round: rounds of at least 50 ms keep the
+                # reads from taking the CPU the worker is being measured on.
+                await until(max(time.monotonic() + 0.01, round_start + self.WATCH_SECONDS))
 
-        async def backlog() -> int:
-            # the lag when the load stops: above 0 means the load outran the worker
-            await asyncio.sleep(max(0.0, stop_at - time.monotonic()))
-            lag = Lag(cfg)
+        async def lags() -> tuple[int, int, tuple[float, float, float]]:
+            # Means of the samples of a 3-second window (every 0.5 s): committed offsets
+            # move once a second (broker_commit_interval), so one sample is a sawtooth's.
+            lag = Lag(self.cfg)
             await lag.start()
             try:
-                return (await lag.poll())[0]
+                first = (started + min(2.0, seconds / 5), started + min(5.0, seconds / 2))
+                last = (max(first[1], stop_at - 3.0), stop_at)
+                early: list[int] = []
+                late: list[int] = []
+                at = first[0]
+                while at <= stop_at + 1e-9:
+                    await until(at)
+                    behind = (await lag.poll())[0]
+                    if at <= first[1] + 1e-9:
+                        early.append(behind)
+                    if at >= last[0] - 1e-9:
+                        late.append(behind)
+                    at += self.LAG_SAMPLE_SECONDS
+                cpu = (
+                    sum(cpu_seconds(p) for p in self.procs) - cpu_before,
+                    time.process_time() - own_before,
+                    machine_cpu() - machine_before,
+                )
+                return round(statistics.mean(early)), round(statistics.mean(late)), cpu
             finally:
                 await lag.stop()
 
-        sent, _, _, behind = await asyncio.gather(load(), probes(), watch(), backlog())
+        sent, _, _, (lag_start, lag_end, cpu) = await asyncio.gather(
+            load(), probes(), watch(), lags()
+        )
+        return Steady(sent, seconds, latencies, len(pending), lag_start, lag_end, *cpu)
+
+
+async def freshness(run: Run, ds: Dataset, namespace: str, rate: float, seconds: float) -> Metrics:
+    """Probe events under a steady load: seconds from publish until the reader shows them."""
+    prefix = f"bench.fresh-{run.id}."
+    run.topic_prefixes.append(prefix)
+    group = run.name("fresh")
+    run.groups.append(group)
+    cfg = settings_for(prefix, namespace, group)
+    await ensure_topics(cfg)
+    log(f"freshness: {rate:,.0f} events/s for {seconds:g} s into {namespace}")
+    procs = start_workers(run, cfg, 1)
+    try:
+        async with LiveLoad(run, cfg, procs, ds.users, ds.end_ms) as load:
+            await load.warm_up()
+            steady = await load.steady(rate, seconds)
     finally:
-        await producer.stop()
         stop_workers(run, procs)
-    if len(latencies) < 2:
-        raise BenchError(f"only {len(latencies)} freshness probes became visible")
-    q = statistics.quantiles(latencies, n=100, method="inclusive")
+    if len(steady.latencies) < 2:
+        raise BenchError(f"only {len(steady.latencies)} freshness probes became visible")
+    p50, p99 = quantiles(steady.latencies)
     return {
-        "freshness_load": (sent / seconds, "events/s"),
-        "freshness_probes": (len(latencies) + len(pending), "probes"),
-        "freshness_lost": (len(pending), "probes"),
-        "freshness_lag_at_end": (behind, "events"),
-        "freshness_p50": (q[49], "s"),
-        "freshness_p99": (q[98], "s"),
+        "freshness_load": (steady.sent / seconds, "events/s"),
+        "freshness_probes": (len(steady.latencies) + steady.lost, "probes"),
+        "freshness_lost": (steady.lost, "probes"),
+        "freshness_lag_at_end": (steady.lag_end, "events"),
+        "freshness_p50": (p50, "s"),
+        "freshness_p99": (p99, "s"),
     }
 
 
@@ -734,6 +827,7 @@ async def cleanup(run: Run, rc: aioredis.Redis) -> None:
     try:
         for namespace in run.namespaces:
             await remove_namespace(rc, namespace)
+            await rc.unlink(keys.pointer(namespace))  # outside the namespace's own keys
         cfg = settings_for("bench.")
         left = await delete_groups(cfg, run.groups)
         if left:
@@ -772,6 +866,21 @@ async def bench(args: argparse.Namespace) -> tuple[Dataset, Metrics]:
         if "replay" in args.only:
             checkpoint()
             metrics |= await replay(run, ds, rc)
+        # Imported here: they import this module's helpers.
+        from bench import live, trickle
+
+        if "trickle" in args.only:
+            checkpoint()
+            metrics |= await trickle.measure(
+                run, rc, args.trickle_histories, args.trickle_rate, args.trickle_seconds
+            )
+        if "live" in args.only:
+            checkpoint()
+            if "pipeline" not in args.only:  # live needs the data set's folded profiles
+                log("live: folding the data set first (not reported)")
+                await pipeline(run, ds, 1, rc)
+            rates = [int(r) for r in args.live_rates.split(",")]
+            metrics |= await live.measure(run, ds, rc, run.name("w1"), rates, args.live_seconds)
     finally:
         await cleanup(run, rc)
         await rc.aclose()
@@ -786,6 +895,15 @@ async def bench(args: argparse.Namespace) -> tuple[Dataset, Metrics]:
             metrics[p + "excl_startup_vs_floor"] = (steady / floor_rate, "ratio")
     if "replay_rate" in metrics:
         metrics["replay_vs_floor"] = (metrics["replay_rate"][0] / floor_rate, "ratio")
+    if "live_sustainable_rate" in metrics:
+        # against the 1-worker pipeline's steady rate (start-up excluded), when it ran
+        bulk = None
+        if "pipeline" in args.only:
+            bulk = metrics["pipeline_1w_rate_excl_startup"][0] or metrics["pipeline_1w_rate"][0]
+        for which in ("sustainable", "flat"):
+            live_rate = metrics[f"live_{which}_rate"][0]
+            ratio = live_rate / bulk if live_rate is not None and bulk else None
+            metrics[f"live_{which}_vs_pipeline"] = (ratio, "ratio")
     return ds, metrics
 
 
@@ -799,8 +917,10 @@ def git(*argv: str) -> str:
 
 def show(value: Any, unit: str) -> str:
     if value is None:
-        return "-"
-    if unit in ("events/s", "events", "bytes", "keys", "probes"):
+        return "n/a" if unit == "ratio" else "-"
+    if unit == "flag":
+        return "yes" if value else "no"
+    if unit in ("events/s", "events", "bytes", "keys", "probes", "users"):
         return f"{value:,.0f}"
     return f"{value:,.3f}" if unit == "ratio" else f"{value:,.2f}"
 
@@ -829,6 +949,8 @@ def report(ds: Dataset, metrics: Metrics, out: Path, code: tuple[str, bool]) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench import live, trickle  # here: they import this module's helpers
+
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--skip-load", action="store_true", help="fail rather than load")
@@ -837,10 +959,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reads", type=int, default=10_000, help="reads of each view")
     parser.add_argument("--fresh-seconds", type=float, default=20.0)
     parser.add_argument(
+        "--trickle-histories",
+        default=trickle.HISTORIES,
+        help="trickle: history lengths and users, H:USERS,... (default %(default)s)",
+    )
+    parser.add_argument("--trickle-rate", type=float, default=250.0, help="events/s")
+    parser.add_argument("--trickle-seconds", type=float, default=25.0)
+    parser.add_argument(
+        "--live-rates", default=live.RATES, help="live: events/s, stepped up in this order"
+    )
+    parser.add_argument("--live-seconds", type=float, default=20.0, help="live: each step")
+    parser.add_argument(
         "--only",
         default=",".join(PARTS),
         help="comma-separated parts to measure besides the floor: pipeline (1 worker, then"
-        " its reads, memory and freshness), workers (2..--workers-max), replay; default all",
+        " its reads, memory and freshness), workers (2..--workers-max), replay, trickle (one"
+        " new event per step for users with long histories), live (freshness and lag at"
+        " stepped rates); default all",
     )
     args = parser.parse_args(argv)
     args.only = set(args.only.split(","))
@@ -848,6 +983,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--only takes some of {', '.join(PARTS)}")
     if args.events < 1 or args.workers_max < 1 or args.reads < 2:
         parser.error("--events and --workers-max must be >= 1, --reads >= 2")
+    try:
+        trickle.parse_histories(args.trickle_histories)
+        if any(int(r) < 1 for r in args.live_rates.split(",")):
+            raise ValueError(args.live_rates)
+    except ValueError:
+        parser.error("--trickle-histories takes H:USERS,... and --live-rates N,... (both >= 1)")
+    if min(args.trickle_rate, args.trickle_seconds, args.live_seconds) <= 0:
+        parser.error("--trickle-rate, --trickle-seconds and --live-seconds must be > 0")
     # aiokafka logs each retried request and failed connection; what matters is reported here.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     signal.signal(signal.SIGINT, on_signal)
@@ -873,4 +1016,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m bench.run` runs this file as __main__, and bench/trickle.py and bench/live.py
+    # import bench.run: run that module's main, so that there is one signal flag and one
+    # BenchError class, not one in each copy.
+    from bench.run import main as entry
+
+    sys.exit(entry())
