@@ -166,6 +166,10 @@ class Reader:
             raise NotFound(f"company {company_id!r} of app {app_id!r} not found")
         tab = keys.company_users(self.namespace, app_id, company_id)
         ids = [m.decode() if isinstance(m, bytes) else m for m in self._r.zrange(tab, 0, -1)]
+        if not ids:  # a namespace of format 2 or older, until `profiles replay` rebuilt it
+            old = self._r.hget(key, "u")
+            if old is not None:
+                return views.company_users(decode_field(old))
         found = self._r.hmget(key, [member_field(u) for u in ids]) if ids else []
         rows = []
         for user_id, raw in zip(ids, found, strict=True):

@@ -39,6 +39,9 @@ TRICKY = [
     "emoji-😀",
     "h",
     "_st",
+    "_x",
+    "m:u",
+    "a:2026-11-01",  # a company's member days field is md:<user>:<day>
 ]
 
 
@@ -170,13 +173,13 @@ def test_fuzzed_bad_input_is_dead_lettered_and_touches_nothing_else(pipeline: An
     users = ref.user_ids(good, now_ms=now_ms)
     companies = ref.company_ids(good, now_ms=now_ms)
     expected = {keys.user(ns, a, u) for a, u in users} | {
-        keys.company(ns, a, c) for a, c in companies
+        k for a, c in companies for k in (keys.company(ns, a, c), keys.company_users(ns, a, c))
     }
     expected |= {keys.meta(ns), keys.marker(ns, "0")}  # the namespace's own bookkeeping
     found = {k.decode() for k in pipeline.redis().scan_iter(match=f"{ns}:*", count=1000)}
     indexes = {k for k in found if k.startswith((f"{ns}:{APP}:ix:", f"{ns}:{APP}:due:"))}
     assert found - indexes == expected
     # ... and each holds its id escaped: one hash tag, no glob or separator characters.
-    safe = re.compile(rf"{ns}:{APP}:[uc]:\{{[^:{{}}*?\[\]\\\s]+\}}")
+    safe = re.compile(rf"{ns}:{APP}:(u|c|cu):\{{[^:{{}}*?\[\]\\\s]+\}}")
     assert [k for k in expected if not safe.fullmatch(k) and "::" not in k] == []
     assert {keys.user(ns, APP, u) for u in TRICKY} <= found

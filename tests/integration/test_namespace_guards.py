@@ -5,14 +5,17 @@ its documented exit code and one line, and acks nothing of the batch in hand."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from typing import Any
 
 import pytest
+from compare import compare_companies, compare_users
 from pipelinekit import PROFILES
 
 from projections import keys, namespaces
+from streams.generate import generate
 
 pytestmark = pytest.mark.integration
 
@@ -84,8 +87,8 @@ def test_a_state_it_cannot_read_stops_the_worker_with_the_batch_unacked(pipeline
     worker = _start(pipeline, [_track("u1", i, now_ms) for i in range(3)])
     redis = pipeline.redis()
     key = keys.user(pipeline.settings.namespace, "acme", "u1")
-    good = redis.hget(key, keys.STATE)
-    redis.hset(key, keys.STATE, b"\xc1 damaged")
+    good = redis.hget(key, keys.INDEX)
+    redis.hset(key, keys.INDEX, b"\xc1 damaged")
     before = pipeline.status()["groups"][0]["processed"]
     assert pipeline.publish_file([_track("u1", 9, now_ms)]).returncode == 0
     assert worker.wait(timeout=60) == FAILED
@@ -93,7 +96,28 @@ def test_a_state_it_cannot_read_stops_the_worker_with_the_batch_unacked(pipeline
     log = _log(pipeline, 0)
     assert "cannot be retried" in log and "Unreadable" in log, log[-2000:]
     assert pipeline.status()["groups"][0]["processed"] == before  # the record waits in Kafka
-    redis.hset(key, keys.STATE, good)  # the operator repairs it (here: puts it back)
+    redis.hset(key, keys.INDEX, good)  # the operator repairs it (here: puts it back)
     pipeline.start_worker()
     pipeline.wait_idle()
     assert pipeline.cli_json("user", "acme", "u1")["overview"]["total_events"] == 4
+
+
+def test_a_namespace_of_an_older_format_is_rebuilt_without_loss(pipeline: Any) -> None:
+    """An upgrade that changes the state format: the worker refuses the namespace (exit 6),
+    `profiles replay` builds one in the new format, and every view comes back exact."""
+    end_ms = int(time.time() * 1000)
+    records = generate(users=30, days=10, end_ms=end_ms, seed=66, commands=True, shuffle=True)
+    worker = _start(pipeline, records)
+    pipeline.kill(worker, signal.SIGTERM)
+    base = pipeline.settings.namespace
+    pipeline.redis().hset(keys.meta(base), "format", "2")  # as the version before left it
+    refused = _worker_once(pipeline)
+    assert refused.returncode == FORMAT and "format 2" in refused.stderr, refused.stderr
+    replay = subprocess.run(
+        [PROFILES, "replay"], env=pipeline.env, capture_output=True, text=True, timeout=300
+    )
+    assert replay.returncode == 0, replay.stderr
+    pipeline.start_worker()
+    pipeline.wait_idle()
+    assert compare_users(pipeline, records, end_ms) >= 20
+    assert compare_companies(pipeline, records, end_ms) >= 3
