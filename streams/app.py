@@ -24,6 +24,7 @@ from projections.store import Lost, RedisStore
 from schemas.codec import Rejected
 from streams.definitions import decode_definition
 from streams.deltas import KafkaSink, decode_delta
+from streams.faust_light import App, QuietMonitor, RawSchema
 from streams.guard import EXIT_FAILED, Again, finish, stop, transient, until_applied
 from streams.handover import Handover
 from streams.ingest import dead_letter as dead_letter_value
@@ -36,10 +37,13 @@ from streams.topics import Topics
 log = logging.getLogger("profiles.worker")
 
 
-def build_app(settings: Settings) -> faust.App:
-    topics = Topics(settings.topic_prefix)
-    app = faust.App(
-        settings.group_id,
+def app_options(settings: Settings) -> dict[str, Any]:
+    """The faust.App settings of the worker (bench/faust_floor.py measures Faust with them)."""
+    # take_events can only gather what the stream buffer holds: room for two batches. It is
+    # also what bounds memory under a flood: a full buffer pauses fetching, and the backlog
+    # waits in Kafka.
+    buffer = 2 * max(settings.batch_size, settings.bulk_batch_size)
+    return dict(
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
         broker_credentials=faust_credentials(settings),
         topic_partitions=settings.partitions,
@@ -53,11 +57,20 @@ def build_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.consumer_session_timeout_seconds,
         broker_heartbeat_interval=1.0,
         producer_max_request_size=MAX_DELTA_BYTES,
-        # take_events can only gather what the stream buffer holds: room for two batches. It
-        # is also what bounds memory under a flood: a full buffer pauses fetching, and the
-        # backlog waits in Kafka.
-        stream_buffer_maxsize=2 * max(settings.batch_size, settings.bulk_batch_size),
+        stream_buffer_maxsize=buffer,
+        # Fetching pauses once the buffer is four-fifths full, but what a fetch holds is still
+        # handed over: what finds the buffer full waits for room one message at a time, at
+        # several times the cost of one that goes straight in. So a fetch is a tenth at most.
+        broker_max_poll_records=min(500, buffer // 10),
+        # Less per message: streams/faust_light.py (and App, the consumer, below).
+        Monitor=QuietMonitor,
+        Schema=RawSchema,
     )
+
+
+def build_app(settings: Settings) -> faust.App:
+    topics = Topics(settings.topic_prefix)
+    app = App(settings.group_id, **app_options(settings))
     source = app.topic(*topics.sources, key_type=bytes, value_type=bytes)
     dlq = app.topic(topics.dlq, key_type=bytes, value_type=bytes)
     deltas = app.topic(topics.company_deltas, key_type=bytes, value_type=bytes)

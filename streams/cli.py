@@ -87,10 +87,12 @@ def worker(loglevel: str) -> None:
 
     from projections.namespaces import OtherFormat, ProjectionsLost
     from streams.app import build_app
+    from streams.faust_light import use_uvloop
     from streams.kafka import ensure_topics
     from streams.startup import claim_projections
 
     cfg = settings()
+    use_uvloop()  # every loop from here on, Faust's consumer thread's too
     for topic in asyncio.run(ensure_topics(cfg)):  # a refused login stops here, in one line
         click.echo(f"profiles: {topic.warning()}", err=True)  # a topic that keeps less
     # From here on Faust's own connection failures stay in the worker's log.
