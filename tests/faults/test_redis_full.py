@@ -42,6 +42,7 @@ def test_records_arriving_while_redis_is_full_are_not_lost(pipeline: Any, stack:
     finally:
         client.config_set("maxmemory", 0)
         client.config_set("maxmemory-policy", policy)
+        client.delete("redis-full-probe")
     assert worker.poll() is None, "the worker died on a full Redis"
 
     published = pipeline.publish_file(parts[2])
