@@ -56,7 +56,7 @@ POLL_SECONDS = 0.25
 STALL_SECONDS = 180  # no progress for this long: the pipeline is stuck, not slow
 VALIDATE_SAMPLE = 20_000
 
-PARTS = ("pipeline", "workers", "replay", "trickle", "live")
+PARTS = ("faust-floor", "pipeline", "workers", "replay", "trickle", "live")
 Metrics = dict[str, tuple[Any, str]]  # name -> (value, unit)
 
 
@@ -850,6 +850,13 @@ async def bench(args: argparse.Namespace) -> tuple[Dataset, Metrics]:
         checkpoint()
         log("floor")
         metrics |= await floor(cfg, ds.events)
+        if "faust-floor" in args.only:
+            from bench.faust_floor import faust_floor
+
+            log("faust-floor: a Faust agent with the worker's settings that only decodes")
+            ff = await asyncio.to_thread(faust_floor, args.events)
+            metrics["faust_floor_rate"] = (ff["rate"], "events/s")
+            metrics["faust_floor_cpu"] = (ff["process_cpu"], "s")
         if "pipeline" in args.only:
             metrics |= await pipeline(run, ds, 1, rc)
             one = run.name("w1")
@@ -895,6 +902,12 @@ async def bench(args: argparse.Namespace) -> tuple[Dataset, Metrics]:
             metrics[p + "excl_startup_vs_floor"] = (steady / floor_rate, "ratio")
     if "replay_rate" in metrics:
         metrics["replay_vs_floor"] = (metrics["replay_rate"][0] / floor_rate, "ratio")
+    if "faust_floor_rate" in metrics:
+        metrics["faust_floor_vs_floor"] = (metrics["faust_floor_rate"][0] / floor_rate, "ratio")
+        if "pipeline_1w_rate" in metrics:
+            steady = metrics["pipeline_1w_rate_excl_startup"][0] or metrics["pipeline_1w_rate"][0]
+            ratio = steady / metrics["faust_floor_rate"][0]
+            metrics["pipeline_1w_vs_faust_floor"] = (ratio, "ratio")
     if "live_sustainable_rate" in metrics:
         # against the 1-worker pipeline's steady rate (start-up excluded), when it ran
         bulk = None
@@ -972,7 +985,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default=",".join(PARTS),
-        help="comma-separated parts to measure besides the floor: pipeline (1 worker, then"
+        help="comma-separated parts to measure besides the floor: faust-floor (a Faust agent"
+        " with the worker's settings that only decodes), pipeline (1 worker, then"
         " its reads, memory and freshness), workers (2..--workers-max), replay, trickle (one"
         " new event per step for users with long histories), live (freshness and lag at"
         " stepped rates); default all",

@@ -260,7 +260,9 @@ def plan(
         namespace, app_id, user_id, version_of(head) + 1, step.given, sent, resend=again
     )
     step.repair = again
-    step.index = _index_ops(namespace, app_id, user_id, old_header, step.header)
+    # records that came again: the step that applied them may have died before its index
+    # moves, so every entry of the new header is put again (a stale one is never listed)
+    step.index = _index_ops(namespace, app_id, user_id, None if again else old_header, step.header)
     if digests != sent:
         step.to_set[keys.CONTRIBUTED] = encode_field(digests)
     step.to_set.update(_new_fences(head, fresh))

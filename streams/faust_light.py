@@ -126,9 +126,30 @@ def _resume(coro: Coroutine[Any, Any, Any], waiting: Any) -> Generator[Any, Any,
                 return done.value
 
 
+# A fetch request names every assigned partition (six source topics and the company deltas,
+# each with all its partitions): at a trickle of a few hundred events a second, a request per
+# arriving record cost the consumer thread more than the records did. The broker now answers
+# once this much is there, or after this long (Faust asks for up to 1.5 s, at least 1 byte).
+FETCH_MIN_BYTES = 64 * 1024
+FETCH_MAX_WAIT_MS = 100
+
+
+class ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: faust_kafka.Transport) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Faust passes no fetch_min_bytes and a fixed fetch_max_wait_ms; aiokafka reads both
+        # when it starts the consumer's fetcher.
+        consumer._fetch_min_bytes = FETCH_MIN_BYTES
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+
 class Consumer(faust_kafka.Consumer):
     # A copy of faust.transport.consumer.Consumer._drain_messages (faust-streaming 0.15.3;
     # tests/unit/test_faust_light.py notices when Faust's changes) but for the marked lines.
+    def _new_consumer_thread(self) -> faust_kafka.AIOKafkaConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover
         # This is the background thread started by Fetcher, used to
         # constantly read messages using Consumer.getmany.
@@ -222,31 +243,8 @@ class Consumer(faust_kafka.Consumer):
             unset_flag(flag_consumer_fetching)
 
 
-# A fetch request names every assigned partition (six source topics and the company deltas,
-# each with all its partitions): at a trickle of a few hundred events a second, a request per
-# arriving record cost the consumer thread more than the records did. The broker now answers
-# once this much is there, or after this long (Faust asks for up to 1.5 s, at least 1 byte).
-FETCH_MIN_BYTES = 64 * 1024
-FETCH_MAX_WAIT_MS = 100
-
-
-class ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
-    def _create_worker_consumer(self, transport: faust_kafka.Transport) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        # Faust passes no fetch_min_bytes and a fixed fetch_max_wait_ms; aiokafka reads both
-        # when it starts the consumer's fetcher.
-        consumer._fetch_min_bytes = FETCH_MIN_BYTES
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
-        return consumer
-
-
-class _Fetching(Consumer):
-    def _new_consumer_thread(self) -> ConsumerThread:
-        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-
 class Transport(faust_kafka.Transport):
-    Consumer = _Fetching
+    Consumer = Consumer
 
 
 class App(faust.App):

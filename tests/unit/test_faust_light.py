@@ -204,6 +204,7 @@ def test_the_worker_app_uses_the_light_pieces() -> None:
     assert app.conf.Schema is faust_light.RawSchema
     assert isinstance(app.transport, faust_light.Transport)
     assert app.transport.Consumer is faust_light.Consumer
+    assert faust_light.Consumer._new_consumer_thread is not None
     assert app_options(cfg)["broker_max_poll_records"] <= app.conf.stream_buffer_maxsize / 10
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from foldkit import NS, MemorySink, random_batches
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import fit_scope, segment_member, segment_subjects
+from reference import fit_scope, segment_member, segment_subjects, users_list
 from test_fold_properties import NAMES, NOW, URLS, record_sets
 
 from projections import keys
@@ -240,6 +240,9 @@ def test_live_membership_equals_the_batch_evaluation(scenario: dict[str, Any]) -
         for subject, raw in subjects.items()
     }
     reader = Reader(MemoryHashes(store), NS)
+    for sort in ("last_seen", "signed_up"):  # dead writers leave no user out of the list
+        listed, _cursor = reader.users("app", sort=sort, limit=1000)
+        assert listed == users_list(scenario["records"], "app", now_ms=NOW, sort=sort), sort
     for (scope, entity_id), ids in expected.items():
         view = (reader.user if scope == "user" else reader.company)("app", entity_id)
         assert view["segments"] == ids, (scope, entity_id)
