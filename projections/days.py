@@ -113,12 +113,15 @@ def reads(
     gap_ms: int,
     *,
     window_start: str | None,
+    reached: list[str] | None = None,
 ) -> list[str]:
     """The fields a step adding `records` reads besides the index and the header: rows,
-    sessions and figures of the reached days; the feedback and engagement lists if it adds to
-    them; the figures of the days from `window_start` on (segments read them) and, when it
-    may join a company, of every day."""
-    reached = reach(index.days, spans(records), gap_ms)
+    sessions and figures of the days it reaches (`reached`: `reach` of their spans, when
+    known); the feedback and engagement lists if it adds to them; the figures of the days
+    from `window_start` on (segments read them) and, when it may join a company, of every
+    day."""
+    if reached is None:
+        reached = reach(index.days, spans(records), gap_ms)
     names = [n for d in reached for n in (rows_field(d), keys.SESSIONS_PREFIX + d)]
     figures = set(reached)
     old_days = old_header["days"] if old_header else []
@@ -157,6 +160,7 @@ def project_days(
     records: list[Event],
     gap_ms: int,
     floor: int,
+    reached: list[str] | None = None,
 ) -> Projected | None:
     """Add interactions and identifies (none of them erased by a delete or below `floor`) to
     a user of whose fields `stored` holds the ones `reads` names (absent ones do not exist),
@@ -164,7 +168,8 @@ def project_days(
     (then only the full projection is right)."""
     new = index.copy()
     erase(new, floor)  # last writers the retention has passed meanwhile
-    reached = reach(index.days, spans(records), gap_ms)
+    if reached is None:
+        reached = reach(index.days, spans(records), gap_ms)
     rows_by_day = {d: read_rows(stored.get(rows_field(d))) for d in reached}
     added: dict[str, list[Any]] = {}
     for r in records:

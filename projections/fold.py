@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import msgpack
 
 from projections import keys
 from projections.pagekey import page_key
-from schemas.models import Command, Content, Feedback, Identify, Page, Record, Track
+from schemas.models import Command, Content, Context, Feedback, Identify, Page, Record, Track
 from schemas.timefmt import day_of, parse_timestamp
 
 # Compact interaction: [ts, type, a, b, c, d, e, page key of context.page_url or None]
@@ -92,11 +93,16 @@ def deleted_until(commands: dict[str, list[Any]]) -> int | None:
     return max(times) if times else None
 
 
+_CONTEXT_FIELDS = tuple(Context.model_fields)
+
+
 def _context(record: Record) -> dict[str, str] | None:
+    """The context fields the record carries (read off the model: `model_dump` per record
+    was a noticeable share of a step)."""
     context = getattr(record, "context", None)
     if context is None:
         return None
-    ctx = {k: v for k, v in context.model_dump().items() if v is not None}
+    ctx = {k: v for k in _CONTEXT_FIELDS if (v := getattr(context, k)) is not None}
     return ctx or None
 
 
@@ -515,17 +521,11 @@ class Index:
     @classmethod
     def from_bytes(cls, raw: bytes | None) -> Index:
         """`Unreadable` when it is not of this code's format (a namespace is written in one
-        format, namespaces.FORMAT: anything else is damage, not something to guess at)."""
+        format, namespaces.FORMAT: anything else is damage, not something to guess at).
+        Shared between the calls of one step that read it: not to be changed (`copy`)."""
         if not raw:
             return cls()
-        try:
-            parts = _unpack(raw)
-            if not (isinstance(parts, list) and len(parts) == 8):
-                raise ValueError(f"a {type(parts).__name__} of {len(parts)} parts")
-            return cls(*parts)
-        except Exception as exc:
-            why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            raise Unreadable(f"a user state this version cannot read ({why})") from None
+        return _index(raw)
 
     def state(self, interactions: dict[str, list[Any]]) -> UserState:
         return UserState(
@@ -537,6 +537,20 @@ class Index:
             dict(self.auto),
             self.identified,
         )
+
+
+@lru_cache(maxsize=2048)
+def _index(raw: bytes) -> Index:
+    """A stored index, read once per distinct bytes (a step reads it twice: to plan its reads,
+    then to fold)."""
+    try:
+        parts = _unpack(raw)
+        if not (isinstance(parts, list) and len(parts) == 8):
+            raise ValueError(f"a {type(parts).__name__} of {len(parts)} parts")
+        return Index(*parts)
+    except Exception as exc:
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise Unreadable(f"a user state this version cannot read ({why})") from None
 
 
 def _sorted(d: dict[str, Any]) -> dict[str, Any]:

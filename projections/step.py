@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from projections import keys
 from projections.company import Contribution
-from projections.days import project_days, reads
+from projections.days import project_days, reach, reads, spans
 from projections.fold import (
     Event,
     Index,
@@ -209,7 +209,15 @@ def request(
         return None
     old_header = decode_field(head[keys.HEADER]) if keys.HEADER in head else None
     records = _kept(index, fresh, floor)
-    names = reads(index, old_header, records, config.gap_ms, window_start=needs.window_start)
+    reached = reach(index.days, spans(records), config.gap_ms)
+    names = reads(
+        index,
+        old_header,
+        records,
+        config.gap_ms,
+        window_start=needs.window_start,
+        reached=reached,
+    )
     if needs.engagement and keys.ENGAGEMENT not in names:
         names.append(keys.ENGAGEMENT)
     return names
@@ -311,7 +319,8 @@ def _by_days(
     """The step from the fields of the days it touches (projections/days.py)."""
     index = Index.from_bytes(head.get(keys.INDEX))
     records = _kept(index, fresh, floor)
-    p = project_days(index, old_header, stored, records, config.gap_ms, floor)
+    reached = reach(index.days, spans(records), config.gap_ms)
+    p = project_days(index, old_header, stored, records, config.gap_ms, floor, reached)
     if p is None:
         return None
     given = parts(

@@ -60,6 +60,10 @@ return 0
 """
 
 
+# A rebuild folds this many bulk batches in one step (PROFILES_BULK_BATCH_SIZE records each).
+REPLAY_BATCHES = 5
+
+
 class _Reader:
     """The rebuild's consumer on the source topics, in its own group, and the fold."""
 
@@ -76,6 +80,7 @@ class _Reader:
         )
         self.progress = Progress(time.monotonic())
         self.tps: list[TopicPartition] = []
+        self.last_report = 0.0
 
     async def read(
         self,
@@ -84,28 +89,72 @@ class _Reader:
         report_every: float,
         rounds: int,
     ) -> None:
-        """Fold records until the end sampled now; then, while records keep arriving, up to
-        `rounds` times more to a newer end, until less than a batch is left."""
+        """Fold records until the end sampled now, a partition number at a time; then, while
+        records keep arriving, up to `rounds` times more to a newer end, until less than a
+        batch is left.
+
+        A user's records are in the same partition number of every source topic (one key,
+        one partition count), so reading one number of every topic at once hands each user
+        step many of that user's records: a step costs what it touches, and touching a day
+        for twenty records costs hardly more than for one."""
         settings, progress, tps = self.settings, self.progress, self.tps
         ends = await consumer.end_offsets(tps)
-        last_report = 0.0
+        self.last_report = 0.0
+        numbers = sorted({tp.partition for tp in tps})
+        by_number = [[tp for tp in tps if tp.partition == n] for n in numbers]
+        consumer.pause(*tps)
+        consumer.resume(*by_number[0])
+        for i, mine in enumerate(by_number):
+            then = by_number[i + 1] if i + 1 < len(by_number) else []
+            await self._read_to(consumer, mine, ends, report, report_every, then=then)
+        consumer.resume(*tps)
         while True:
+            newer = await consumer.end_offsets(tps)
             positions = {tp: await consumer.position(tp) for tp in tps}
-            progress.lag = sum(max(0, ends[tp] - positions[tp]) for tp in tps)
-            if progress.lag == 0:
-                newer = await consumer.end_offsets(tps)
-                left = sum(max(0, newer[tp] - positions[tp]) for tp in tps)
-                rounds -= 1
-                if left < settings.bulk_batch_size or rounds < 0:
-                    report(progress)
-                    return
-                ends = newer
-                continue
-            if time.monotonic() - last_report >= report_every:
+            left = sum(max(0, newer[tp] - positions[tp]) for tp in tps)
+            rounds -= 1
+            if left == 0 or left < settings.bulk_batch_size or rounds < 0:
+                progress.lag = left
                 report(progress)
-                last_report = time.monotonic()
-            batch = await consumer.getmany(timeout_ms=500, max_records=settings.bulk_batch_size)
-            messages = [m for ms in batch.values() for m in ms]
+                return
+            await self._read_to(consumer, tps, newer, report, report_every)
+
+    async def _read_to(
+        self,
+        consumer: AIOKafkaConsumer,
+        tps: list[TopicPartition],
+        ends: dict[TopicPartition, int],
+        report: Callable[[Progress], None],
+        report_every: float,
+        then: list[TopicPartition] | None = None,
+    ) -> None:
+        """Fold the records of `tps` up to `ends`, REPLAY_BATCHES bulk batches at a time.
+        Once every record of `tps` is fetched, `tps` pause and `then` resume: the consumer
+        fetches the next partitions while this fold runs."""
+        settings, progress = self.settings, self.progress
+        while True:
+            positions = {tp: await consumer.position(tp) for tp in self.tps}
+            progress.lag = sum(max(0, ends[tp] - positions[tp]) for tp in self.tps)
+            if all(positions[tp] >= ends[tp] for tp in tps):
+                return
+            if time.monotonic() - self.last_report >= report_every:
+                report(progress)
+                self.last_report = time.monotonic()
+            messages: list[Any] = []
+            last: dict[TopicPartition, int] = {}
+            for _ in range(REPLAY_BATCHES):
+                batch = await consumer.getmany(
+                    timeout_ms=200 if messages else 500, max_records=settings.bulk_batch_size
+                )
+                for tp, ms in batch.items():
+                    if ms:
+                        messages += ms
+                        last[tp] = ms[-1].offset
+                if not batch or all([await consumer.position(tp) >= ends[tp] for tp in tps]):
+                    break
+            if then is not None and all([await consumer.position(tp) >= ends[tp] for tp in tps]):
+                consumer.pause(*tps)
+                consumer.resume(*then)
             if not messages:
                 continue
             now_ms = int(time.time() * 1000)
@@ -119,9 +168,7 @@ class _Reader:
                 # (members of a company the batch changed are due at once)
                 await tick(self.store, self.target, now_ms=int(time.time() * 1000))
             progress.done += len(messages)
-            await consumer.commit(
-                {tp: OffsetAndMetadata(ms[-1].offset + 1, "") for tp, ms in batch.items() if ms}
-            )
+            await consumer.commit({tp: OffsetAndMetadata(o + 1, "") for tp, o in last.items()})
 
     async def positions(self, consumer: AIOKafkaConsumer) -> dict[str, str]:
         return {f"{tp.topic}:{tp.partition}": str(await consumer.position(tp)) for tp in self.tps}

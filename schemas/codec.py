@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import msgpack
@@ -39,6 +40,10 @@ def decode_bytes(raw: bytes, limits: Limits) -> dict[str, Any]:
             raise Rejected("invalid_utf8", str(exc)) from None
         except (ValueError, RecursionError) as exc:
             raise Rejected("invalid_json", str(exc)[:200]) from None
+        # Only a JSON \\uD800-\\uDFFF escape can bring a lone surrogate, which no UTF-8 can
+        # carry on (msgpack's decoder refuses one): look for one only then.
+        if _SURROGATE_ESCAPE.search(raw) and isinstance(obj, dict):
+            _no_lone_surrogate(obj)
     else:
         try:
             obj = msgpack.unpackb(
@@ -62,42 +67,115 @@ def decode_bytes(raw: bytes, limits: Limits) -> dict[str, Any]:
     return obj
 
 
-def check_shape(obj: Any, limits: Limits, depth: int = 1, path: str = "") -> None:
-    """Limits on nesting, map sizes and string lengths, before the schema looks at it."""
+def check_shape(obj: Any, limits: Limits) -> None:
+    """Limits on nesting, map sizes and string lengths, before the schema looks at it.
+
+    The walk keeps no path: records are almost always fine, so the path of a violation is
+    found by walking again (`_where`) only when there is one."""
+    why = _shape(obj, limits, 1)
+    if why is not None:
+        reason, detail = why
+        path = _where(obj, limits, 1, "")
+        raise Rejected(reason, detail.format(path=path or "/"))
+
+
+def _shape(obj: Any, limits: Limits, depth: int) -> tuple[str, str] | None:
+    """The first violation as (reason, detail with a {path} to fill), or None."""
     if depth > limits.max_depth:
-        raise Rejected("too_deep", f"nesting deeper than {limits.max_depth} at {path or '/'}")
-    if isinstance(obj, dict):
+        return "too_deep", f"nesting deeper than {limits.max_depth} at {{path}}"
+    kind = type(obj)
+    if kind is dict:
         if len(obj) > limits.max_keys:
-            raise Rejected("too_many_keys", f"{len(obj)} keys > {limits.max_keys} at {path or '/'}")
+            return "too_many_keys", f"{len(obj)} keys > {limits.max_keys} at {{path}}"
         for key, value in obj.items():
-            if not isinstance(key, str):
-                raise Rejected("invalid_key", f"non-string key at {path or '/'}")
-            if _utf8_len(key, path) > limits.max_string_bytes:
-                raise Rejected("string_too_long", f"key at {path or '/'}")
-            check_shape(value, limits, depth + 1, f"{path}/{key}")
-    elif isinstance(obj, list):
+            if type(key) is not str:
+                return "invalid_key", "non-string key at {path}"
+            if len(key) * 4 > limits.max_string_bytes and _too_long(key, limits):
+                return _too_long(key, limits) or None
+            found = _value(value, limits, depth)
+            if found is not None:
+                return found
+        return None
+    if kind is list:
         if len(obj) > limits.max_keys:
-            raise Rejected("too_many_keys", f"{len(obj)} items > {limits.max_keys} at {path}")
+            return "too_many_keys", f"{len(obj)} items > {limits.max_keys} at {{path}}"
+        for value in obj:
+            found = _value(value, limits, depth)
+            if found is not None:
+                return found
+        return None
+    return None
+
+
+def _value(value: Any, limits: Limits, depth: int) -> tuple[str, str] | None:
+    """A value inside a map or list at `depth`: scalars checked here, containers walked."""
+    if depth >= limits.max_depth:  # the value itself sits one deeper
+        return "too_deep", f"nesting deeper than {limits.max_depth} at {{path}}"
+    kind = type(value)
+    if kind is str:
+        # at most 4 bytes a character: most strings need no encoding to be measured
+        return _too_long(value, limits) if len(value) * 4 > limits.max_string_bytes else None
+    if kind is int:
+        if not _INT_MIN <= value <= _INT_MAX:
+            return "invalid_number", "integer out of the 64-bit range at {path}"
+        return None
+    if kind is float:
+        return None if math.isfinite(value) else ("invalid_number", f"{value} at {{path}}")
+    if kind is dict or kind is list:
+        return _shape(value, limits, depth + 1)
+    return None
+
+
+def _too_long(text: str, limits: Limits) -> tuple[str, str] | None:
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate from a JSON \\ud800 escape
+        return "invalid_utf8", "a lone surrogate at {path}"
+    if size > limits.max_string_bytes:
+        return "string_too_long", f"{size} bytes > {limits.max_string_bytes} at {{path}}"
+    return None
+
+
+def _where(obj: Any, limits: Limits, depth: int, path: str) -> str:
+    """The path of the first violation `_shape` finds in `obj` (at `depth`)."""
+    kind = type(obj)
+    if depth > limits.max_depth:
+        return path
+    if kind is dict and len(obj) <= limits.max_keys:
+        for key, value in obj.items():
+            if type(key) is not str or _too_long(key, limits):
+                return path
+            if _value(value, limits, depth) is not None:
+                if depth < limits.max_depth and type(value) in (dict, list):
+                    return _where(value, limits, depth + 1, f"{path}/{key}")
+                return f"{path}/{key}"
+    elif kind is list and len(obj) <= limits.max_keys:
         for i, value in enumerate(obj):
-            check_shape(value, limits, depth + 1, f"{path}/{i}")
-    elif isinstance(obj, str):
-        size = _utf8_len(obj, path)
-        if size > limits.max_string_bytes:
-            raise Rejected("string_too_long", f"{size} bytes > {limits.max_string_bytes} at {path}")
-    elif isinstance(obj, float) and not math.isfinite(obj):
-        raise Rejected("invalid_number", f"{obj} at {path}")
-    elif isinstance(obj, int) and not isinstance(obj, bool) and not _INT_MIN <= obj <= _INT_MAX:
-        raise Rejected("invalid_number", f"integer out of the 64-bit range at {path}")
+            if _value(value, limits, depth) is not None:
+                if depth < limits.max_depth and type(value) in (dict, list):
+                    return _where(value, limits, depth + 1, f"{path}/{i}")
+                return f"{path}/{i}"
+    return path
 
 
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what msgpack can carry
+_SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
 
 
-def _utf8_len(text: str, path: str) -> int:
-    try:
-        return len(text.encode("utf-8"))
-    except UnicodeEncodeError:  # a lone surrogate from a JSON \ud800 escape
-        raise Rejected("invalid_utf8", f"a lone surrogate at {path or '/'}") from None
+def _no_lone_surrogate(obj: Any, path: str = "") -> None:
+    """Rejected `invalid_utf8` when a string (or key) holds a lone surrogate."""
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Rejected("invalid_utf8", f"a lone surrogate at {path or '/'}") from None
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            _no_lone_surrogate(key, path)
+            _no_lone_surrogate(value, f"{path}/{key}")
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            _no_lone_surrogate(value, f"{path}/{i}")
 
 
 def validate(

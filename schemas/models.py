@@ -28,8 +28,11 @@ def _no_control(value: str) -> str:
     return value
 
 
+_ALPHA_2 = re.compile(r"[A-Za-z]{2}")
+
+
 def _country(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z]{2}", value):
+    if not _ALPHA_2.fullmatch(value):
         raise ValueError("country is an ISO 3166 alpha-2 code")
     return value.upper()
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgpack
 from pydantic import ValidationError
 
 from projections.company import Contribution
-from schemas.codec import Rejected, decode_bytes, encode
-from schemas.limits import Limits
+from schemas.codec import Rejected, encode
 from schemas.models import CompanyDelta
+from streams.kafka import MAX_DELTA_BYTES
 from streams.topics import record_key
-
-# Contributions carry a user's per-day figures: allow far more than an SDK record may hold.
-DELTA_LIMITS = Limits(max_keys=100_000, max_record_bytes=64 * 1024 * 1024, max_depth=8)
 
 
 def encode_delta(parts: list[Contribution]) -> bytes:
@@ -42,11 +40,18 @@ def encode_delta(parts: list[Contribution]) -> bytes:
 
 
 def decode_delta(raw: bytes, topic: str, partition: int, offset: int) -> list[Contribution]:
-    """Bytes of profiles.company-deltas to its contributions, or Rejected."""
+    """Bytes of profiles.company-deltas to its contributions, or Rejected. The workers write
+    this topic, not SDKs: its schema is checked, not the walk of SDK limits (a message holds
+    every day's figures of many users)."""
+    if len(raw) > MAX_DELTA_BYTES:
+        raise Rejected("record_too_large", f"{len(raw)} bytes > {MAX_DELTA_BYTES}")
     try:
-        d = CompanyDelta.model_validate(decode_bytes(raw, DELTA_LIMITS))
+        obj = msgpack.unpackb(raw, raw=False, strict_map_key=True, max_bin_len=0, max_ext_len=0)
+        d = CompanyDelta.model_validate(obj)
     except ValidationError as exc:
         raise Rejected("invalid_field", str(exc.errors()[0]["msg"])) from None
+    except Exception as exc:  # not msgpack (or too deep for it)
+        raise Rejected("invalid_msgpack", f"{type(exc).__name__}: {exc}"[:200]) from None
     return [
         Contribution(
             d.app_id,

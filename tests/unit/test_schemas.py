@@ -838,6 +838,19 @@ def test_json_lone_surrogate_in_long_string_is_rejected() -> None:
         assert error.reason in {"invalid_utf8", "invalid_field", "string_too_long"}
 
 
+def test_json_lone_surrogate_in_a_short_string_or_key_is_rejected() -> None:
+    """The shape check measures a short string without encoding it; a lone surrogate must
+    still not get past the codec (a fold packing it would fail), a surrogate pair is fine."""
+    for obj in (
+        rec("track", name="a\ud800"),
+        rec("identify", traits={"name": "\udfff"}),
+        rec("track", properties={"\ud800": 1}),
+    ):
+        assert rejected(json.dumps(obj).encode()).reason == "invalid_utf8"
+    fine = json.dumps(rec("track", name="smile \U0001f600")).encode()  # a pair as escapes
+    assert decode(fine, L, NOW).name == "smile \U0001f600"
+
+
 @pytest.mark.parametrize(
     ("kind", "over"),
     [
