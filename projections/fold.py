@@ -539,10 +539,11 @@ class Index:
         )
 
 
-@lru_cache(maxsize=2048)
+@lru_cache(maxsize=256)
 def _index(raw: bytes) -> Index:
     """A stored index, read once per distinct bytes (a step reads it twice: to plan its reads,
-    then to fold)."""
+    then to fold). 256: a live batch's users; a bulk batch has more and parses twice, which
+    costs less than the memory of keeping thousands (tests/faults/test_flood.py)."""
     try:
         parts = _unpack(raw)
         if not (isinstance(parts, list) and len(parts) == 8):

@@ -82,8 +82,9 @@ def test_a_flood_leaves_the_worker_bounded_and_loses_nothing(pipeline: Any) -> N
         f"({flood_rate:.0f}/s); worker {worker_rate:.0f}/s; lag after the flood "
         f"{lag_after_flood}; RSS {baseline:.0f} MB -> peak {sampler.peak:.0f} MB"
     )
-    # A flood: the backlog was still (nearly) all in Kafka when the producer stopped.
-    assert lag_after_flood >= 0.8 * (len(records) - 500), "not a flood"
+    # A flood: most of the backlog was still in Kafka when the producer stopped (the worker
+    # drains a few thousand records a second meanwhile; its buffers hold a few thousand).
+    assert lag_after_flood >= 0.5 * (len(records) - 500), "not a flood"
     # Bounded: the worker held well under half the backlog it was offered (its buffers: two
     # batches a stream, and aiokafka's fetches of at most 1 MB a partition).
     assert growth < volume_mb / 2, (growth, volume_mb)
