@@ -42,8 +42,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas.codec import decode, decode_bytes
+from schemas.generate import generate
 from schemas.limits import Limits
-from streams.generate import generate
 from streams.kafka import client_options, delete_groups, partitions
 from streams.publish import PublishReport, send_records
 from streams.settings import Settings

@@ -39,7 +39,7 @@ from projections.reader import Reader
 from replay.flip import remove_namespace
 from replay.rebuild import rebuild
 from schemas.codec import decode_bytes, encode, validate
-from streams.generate import DAY_MS, generate
+from schemas.generate import DAY_MS, generate
 from streams.kafka import client_options, ensure_topics, partitions
 from streams.kafka import delete_groups as kafka_delete_groups
 from streams.publish import PublishReport, send_records

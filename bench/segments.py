@@ -21,9 +21,9 @@ from projections.membership import apply_definition
 from projections.step import FoldConfig, Positioned, apply_batch
 from projections.store import RedisStore
 from schemas.codec import validate
+from schemas.generate import generate
 from schemas.limits import Limits
 from schemas.segments import parse_segment
-from streams.generate import generate
 from streams.redis_clients import async_client
 from streams.settings import Settings
 

@@ -42,7 +42,7 @@ from bench.run import (
 from projections import keys
 from projections.reader import NotFound, Reader
 from schemas.codec import encode
-from streams.generate import DAY_MS, MIN_MS, generate
+from schemas.generate import DAY_MS, MIN_MS, generate
 from streams.kafka import client_options, ensure_topics
 from streams.publish import PublishReport, send_records
 from streams.redis_clients import sync_client

@@ -23,10 +23,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from explorer import models
 from explorer.tokens import ANY_APP, Tokens
+from projections.export import user_document, write_user
 from projections.reader import NotFound, Reader
 from schemas.codec import Rejected
 from schemas.timefmt import parse_day
-from streams.export import user_document, write_user
 from streams.publish import command_record, publish_records
 from streams.settings import Settings
 
@@ -125,7 +125,7 @@ def create_app(settings: Settings, tokens: Tokens, reader: Reader) -> FastAPI:
     api = FastAPI(
         title="profile-streams explorer",
         version="1",
-        description="User and company profiles (DESIGN.md §4) as JSON, and operator commands. "
+        description="User and company profiles (docs/design.md §4) as JSON, and operator commands. "
         "Every call needs `Authorization: Bearer <token>`; a token grants the apps that "
         "PROFILES_API_TOKENS gives it.",
         openapi_url="/api/openapi.json",

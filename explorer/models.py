@@ -1,4 +1,4 @@
-"""The explorer API's response shapes, for its OpenAPI document: the §4 views of DESIGN.md
+"""The explorer API's response shapes, for its OpenAPI document: the §4 views of docs/design.md
 (projections/views.py builds them) and the explorer's own lists."""
 
 from __future__ import annotations

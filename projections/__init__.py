@@ -1,1 +1,2 @@
-"""Redis projections: the key schema, the pure fold of DESIGN.md §3, the store and the reader."""
+"""Redis projections: the key schema, the pure fold of docs/design.md §3, the store and the
+reader."""

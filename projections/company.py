@@ -1,4 +1,4 @@
-"""The pure company fold: members' contributions -> the company projection (DESIGN.md §3).
+"""The pure company fold: members' contributions -> the company projection (docs/design.md §3).
 
 A company is the sum over its current, non-excluded members of their per-day figures, and a
 header that names it from the identifies of any user (company.py keeps what each member last
@@ -56,7 +56,7 @@ def day_field(user_id: str, day: str) -> str:
     return f"{keys.MEMBER_DAYS_PREFIX}{keys.escape(user_id)}:{day}"
 
 
-HEAD = [keys.HEADER, keys.FACT_WINNERS, keys.COMPANY_COUNTS, keys.SEGMENTS, "_du", keys.VERSION]
+HEAD = [keys.HEADER, keys.FACT_WINNERS, keys.COMPANY_COUNTS, keys.SEGMENTS, keys.DUE, keys.VERSION]
 
 
 def first_reads(items: list[Contribution]) -> list[str]:

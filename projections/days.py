@@ -1,4 +1,4 @@
-"""The projection of added records over just the days they touch (DESIGN.md §3, a step's way).
+"""The projection of added records over just the days they touch (docs/design.md §3, a step's way).
 
 A step that only adds interactions or identifies — no command, nothing for the retention to
 erase — reads the user's index (`fold.Index`) and then only: the rows, sessions and figures of

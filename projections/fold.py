@@ -1,4 +1,4 @@
-"""The pure fold: a user's records -> its state -> the fields of its projection (DESIGN.md §3).
+"""The pure fold: a user's records -> its state -> the fields of its projection (docs/design.md §3).
 
 No I/O here. The state is what every view of a user is a function of: the *set* of its
 surviving interactions (compact rows by event id), its commands, and the last writer of each

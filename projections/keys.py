@@ -19,6 +19,7 @@ User hash `{ns}:{app}:u:{<user>}` fields (values msgpack):
   _f:T:P       fence: last applied offset of source topic T, partition P
   _co          {company_id: digest} of what this user last sent to each company
   sg           the ids of the segments the user is a member of, sorted (absent: none)
+  _du          when that membership may next change with time alone (epoch ms; absent: never)
   _v           version, bumped by every write (optimistic concurrency)
 
 Company hash `{ns}:{app}:c:{<company>}` fields (values msgpack):
@@ -34,7 +35,7 @@ Company hash `{ns}:{app}:c:{<company>}` fields (values msgpack):
                "t:<trait>": [ts, event id, user, value]}
   _ag          what the header is made of: members naming it, members and sessions counted,
                first and last seen, the days with sums (kept while it has no header)
-  sg           the ids of the company-scope segments it is a member of, as for users
+  sg, _du      the ids of the company-scope segments it is a member of, as for users
   _f:T:P, _v   fence and version, as for users
 Company users tab `{ns}:{app}:cu:{<company>}` (same hash tag): every current member, score
   minus its last seen (never seen: 1e15), so the set's order is the tab's: last seen first,
@@ -95,6 +96,7 @@ FACT_WINNERS = "_fw"
 COMPANY_COUNTS = "_ag"
 CONTRIBUTED = "_co"
 SEGMENTS = "sg"
+DUE = "_du"  # when the membership may next change with time alone (epoch ms)
 
 
 def pointer(base: str) -> str:

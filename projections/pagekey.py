@@ -1,4 +1,5 @@
-"""The page key of a URL (DESIGN.md §3): lower-cased host with port, path without trailing /."""
+"""The page key of a URL (docs/design.md §3): lower-cased host with port, path without
+trailing /."""
 
 from __future__ import annotations
 

@@ -250,7 +250,7 @@ class Reader:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of the app's users, newest first; returns (rows, cursor of the next page).
 
-        The index is a hint written before each user step; an entry is only listed when the
+        The index is a hint written after each user's write; an entry is only listed when the
         user's header agrees with it, so a crash between the two never shows a stale row.
         """
         if sort not in keys.INDEX_SORTS:

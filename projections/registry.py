@@ -168,7 +168,7 @@ def window_days(needs: SegmentNeeds, now_ms: int) -> list[str]:
     return sorted(out)
 
 
-DUE = "_du"
+DUE = keys.DUE
 MEMBERSHIP = (keys.SEGMENTS, DUE)  # the entity fields membership_fields writes
 
 

@@ -5,7 +5,7 @@ A step reads what it touches: each user's head (header, index, fences), then the
 the days its records reach (projections/days.py) — or every field, for a command or an
 erasure, which may touch every day.
 
-Order matters for exactly-once (DESIGN.md §3). The user's atomic write goes first; what
+Order matters for exactly-once (docs/design.md §3). The user's atomic write goes first; what
 follows from it — its company contributions, its users-index entries, its segment member
 moves — is sent after, from what was written, at the version written. So nothing ever
 leaves a step that did not commit: a zombie whose write is refused sends nothing. A worker
@@ -85,7 +85,8 @@ class FoldConfig:
 
 class Sink(Protocol):
     async def send(self, deltas: list[Contribution]) -> None:
-        """Deliver company contributions durably (awaited before the user step is written)."""
+        """Deliver company contributions durably (awaited after the user's write, before the
+        batch is acked)."""
         ...
 
 

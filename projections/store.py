@@ -237,7 +237,8 @@ class Store(Protocol):
 
 
 class RedisStore:
-    """Standalone Redis or Redis Cluster (redis.asyncio clients); every step is one key."""
+    """Standalone Redis or Redis Cluster (redis.asyncio clients); every write is one slot: the
+    entity hash, its slot's marker and (companies) the users tab share a hash tag."""
 
     def __init__(self, client: Any) -> None:
         self._client = client

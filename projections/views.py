@@ -1,4 +1,4 @@
-"""Pure assembly of the read shapes of DESIGN.md §4 from stored projection fields."""
+"""Pure assembly of the read shapes of docs/design.md §4 from stored projection fields."""
 
 from __future__ import annotations
 

@@ -52,11 +52,11 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from projections import keys, namespaces
 from projections.fold import Index, deleted_until, erased_by_delete
+from replay.dlq import UNREADABLE, parse_letter
 from schemas.codec import decode_bytes, validate
 from schemas.limits import Limits
 from schemas.models import Command
 from schemas.timefmt import format_ms, parse_timestamp
-from streams.dlq import UNREADABLE, parse_letter
 from streams.kafka import client_options
 from streams.settings import Settings
 from streams.topics import Topics, record_key

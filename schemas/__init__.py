@@ -1,1 +1,1 @@
-"""Wire models of every record on every topic, and their codec (DESIGN.md §2)."""
+"""Wire models of every record on every topic, and their codec (docs/design.md §2)."""

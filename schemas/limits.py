@@ -1,4 +1,4 @@
-"""Size and time limits a record must respect to be accepted (DESIGN.md §2)."""
+"""Size and time limits a record must respect to be accepted (docs/design.md §2)."""
 
 from __future__ import annotations
 

@@ -116,7 +116,7 @@ class EventCondition(_Model):
 
 
 class PageCondition(_Model):
-    """A page key (DESIGN §3) visited over the last `days` UTC days."""
+    """A page key (docs/design.md §3) visited over the last `days` UTC days."""
 
     kind: Literal["page"]
     page: Annotated[str, StringConstraints(min_length=1, max_length=2048)]

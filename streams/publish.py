@@ -90,7 +90,7 @@ async def send_records(
 def command_record(
     command: str, app_id: str, user_id: str, issued_at: int | str, reason: str | None = None
 ) -> dict[str, Any]:
-    """An operator command event (DESIGN.md §2), with a fresh command id."""
+    """An operator command event (docs/design.md §2), with a fresh command id."""
     record: dict[str, Any] = {
         "type": "command",
         "command": command,

@@ -20,7 +20,7 @@ import msgpack
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from click.testing import CliRunner
 
-from streams.cli import main
+from cli.main import main
 from streams.kafka import client_options, ensure_topics
 from streams.redis_clients import sync_client
 from streams.settings import Settings

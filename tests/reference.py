@@ -1,8 +1,8 @@
-"""Batch reference for DESIGN.md §3 (semantics) and §4 (read contract).
+"""Batch reference for docs/design.md §3 (semantics) and §4 (read contract).
 
 A deliberately plain, slow and independent computation of the user and company views
-from a *set* of wire records (DESIGN §2).  Property and integration tests compare the streaming
-implementation against it.  It imports nothing from the project packages — only the
+from a *set* of wire records (docs/design.md §2).  Property and integration tests compare
+the streaming implementation against it.  It imports nothing from the project packages — only the
 standard library — and is written as sort / group / loop on purpose.
 
 Input records are plain dicts that already passed validation.  Every public function takes
@@ -525,7 +525,7 @@ def user_view(
     gap_ms: int = DEFAULT_GAP_MS,
     retention_days: int = DEFAULT_RETENTION_DAYS,
 ) -> dict | None:
-    """The ``profiles user`` JSON (DESIGN §4), or None when the user does not exist.
+    """The ``profiles user`` JSON (docs/design.md §4), or None when the user does not exist.
 
     ``company_name`` is the company's name (see ``company_view``) for the user's current
     company, not the name carried by the user's own identify."""
@@ -721,7 +721,7 @@ def company_view(
     gap_ms: int = DEFAULT_GAP_MS,
     retention_days: int = DEFAULT_RETENTION_DAYS,
 ) -> dict | None:
-    """The ``profiles company`` JSON (DESIGN §4), or None when the company does not exist.
+    """The ``profiles company`` JSON (docs/design.md §4), or None when the company does not exist.
 
     name / signed_up_at / properties: LWW over every surviving identify naming the company
     (excluded users' too).  Everything else: over the current non-excluded members."""

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from streams.generate import generate
+from schemas.generate import generate
 
 pytestmark = [pytest.mark.integration]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from compare import compare_companies, compare_users
 
-from streams.generate import generate
+from schemas.generate import generate
 
 
 def dataset(seed: int, users: int = 150) -> tuple[list[dict[str, Any]], int]:

@@ -16,7 +16,7 @@ import reference as ref
 from compare import compare_users
 
 from projections import keys
-from streams.generate import generate
+from schemas.generate import generate
 from streams.topics import Topics, record_key
 
 # one xdist process runs every fault test: they share the private stack and restart it

@@ -12,7 +12,7 @@ import msgpack
 import pytest
 from compare import compare_users
 
-from streams.generate import generate
+from schemas.generate import generate
 from streams.topics import Topics, record_key
 
 # one xdist process runs every fault test: they share the private stack and restart it

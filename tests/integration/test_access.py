@@ -24,10 +24,10 @@ from click.testing import CliRunner
 from compare import compare_companies, compare_users
 from redis.exceptions import NoPermissionError
 
+from cli.main import main
 from projections import acl, keys
 from projections.reader import Reader
-from streams.cli import main
-from streams.generate import generate
+from schemas.generate import generate
 from streams.redis_clients import sync_client
 from streams.settings import Settings
 

@@ -1,5 +1,5 @@
 """The explorer's HTTP API on real Kafka and Redis: every endpoint against the batch reference
-of DESIGN.md §3 (or the CLI, itself compared with it elsewhere), tokens, bad parameters."""
+of docs/design.md §3 (or the CLI, itself compared with it elsewhere), tokens, bad parameters."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pipelinekit import ROOT, Pipeline
 from explorer.api import create_app
 from explorer.tokens import Tokens
 from projections.reader import Reader
-from streams.generate import generate
+from schemas.generate import generate
 from streams.redis_clients import sync_client
 
 # One process for the module: the fixture's pipeline is shared, and the last test checks

@@ -16,7 +16,7 @@ import pytest
 from compare import compare_companies, compare_users
 from segmentkit import add, definitions, expected, settle
 
-from streams.generate import generate
+from schemas.generate import generate
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from compare import compare_companies, compare_users
 
-from streams.generate import generate
+from schemas.generate import generate
 
 pytestmark = pytest.mark.integration
 

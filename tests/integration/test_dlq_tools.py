@@ -200,7 +200,7 @@ def test_letters_from_other_topics_are_refused(pipeline: Any) -> None:
 def test_a_redrive_stopped_between_its_markers_resumes_without_doubles(pipeline: Any) -> None:
     """Two letters of a redrive that died after its `sending` markers: one had been delivered,
     one not. The next redrive sends only the second, and each record is there exactly once."""
-    from streams.dlq import HEADER, encode_marker, parse_letter, read_topic, redrive_log
+    from replay.dlq import HEADER, encode_marker, parse_letter, read_topic, redrive_log
 
     settings = pipeline.settings
     topics = Topics(settings.topic_prefix)

@@ -15,7 +15,7 @@ import redis
 from compare import compare_users
 from pipelinekit import PROFILES
 
-from streams.generate import generate
+from schemas.generate import generate
 
 pytestmark = pytest.mark.integration
 

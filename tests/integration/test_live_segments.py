@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from segmentkit import add, definitions, expected, send_raw, settle
 
-from streams.generate import generate
+from schemas.generate import generate
 
 pytestmark = pytest.mark.integration
 

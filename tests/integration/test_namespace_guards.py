@@ -15,7 +15,7 @@ from compare import compare_companies, compare_users
 from pipelinekit import PROFILES
 
 from projections import keys, namespaces
-from streams.generate import generate
+from schemas.generate import generate
 
 pytestmark = pytest.mark.integration
 

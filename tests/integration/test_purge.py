@@ -16,10 +16,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from pipelinekit import PROFILES
 
+from replay.dlq import read_topic
 from replay.purge import Kafka, erased_record
+from schemas.generate import generate
 from schemas.timefmt import parse_timestamp
-from streams.dlq import read_topic
-from streams.generate import generate
 from streams.kafka import client_options, ensure_topics
 from streams.settings import Settings
 from streams.topics import Topics, record_key

@@ -19,7 +19,7 @@ from pipelinekit import PROFILES
 from projections import keys, namespaces
 from projections.fold import decode_field, encode_field
 from projections.reader import NotFound, Reader
-from streams.generate import generate
+from schemas.generate import generate
 
 pytestmark = pytest.mark.integration
 

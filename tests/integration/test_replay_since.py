@@ -14,7 +14,7 @@ import reference as ref
 from compare import compare_companies, compare_users
 from pipelinekit import PROFILES
 
-from streams.generate import generate
+from schemas.generate import generate
 
 pytestmark = pytest.mark.integration
 

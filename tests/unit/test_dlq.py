@@ -6,8 +6,7 @@ import base64
 
 import msgpack
 
-from schemas.timefmt import format_ms
-from streams.dlq import (
+from replay.dlq import (
     UNREADABLE,
     Letter,
     Marker,
@@ -20,6 +19,7 @@ from streams.dlq import (
     redriven_coordinates,
     summarize,
 )
+from schemas.timefmt import format_ms
 
 SOURCES = ["p.track", "p.page"]
 

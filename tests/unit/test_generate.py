@@ -18,9 +18,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from schemas.codec import Rejected, validate  # noqa: E402
+from schemas.generate import generate, iter_records, write_jsonl  # noqa: E402
 from schemas.limits import Limits  # noqa: E402
 from schemas.timefmt import parse_timestamp  # noqa: E402
-from streams.generate import generate, iter_records, write_jsonl  # noqa: E402
 
 END = 1_790_000_000_000  # 2026-09-21T14:13:20.000Z
 DAY = 86_400_000

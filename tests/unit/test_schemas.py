@@ -1,4 +1,5 @@
-"""The wire contract (DESIGN.md §2): codec round trips, every limit at its edge, every reason."""
+"""The wire contract (docs/design.md §2): codec round trips, every limit at its edge, every
+reason."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Deterministic demo data: wire records (DESIGN.md §2) of a product-analytics SaaS's users."""
+"""Deterministic demo data: wire records (docs/design.md §2) of a product-analytics SaaS's users."""
 
 from __future__ import annotations
 

@@ -1,0 +1,76 @@
+"""The `profiles` command: the group, and `run`, its entry point."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+import redis
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from cli import operate, pipeline, segments, views
+from cli.common import fail, kafka_bootstrap
+from streams.kafka import LOGIN_REFUSALS, KafkaSecurityError
+
+
+@click.group()
+def main() -> None:
+    """Live user and company profiles from product events (Kafka -> Faust -> Redis)."""
+
+
+for command in (
+    # the pipeline
+    pipeline.worker,
+    pipeline.publish,
+    pipeline.status,
+    pipeline.topics,
+    pipeline.wait,
+    pipeline.generate,
+    pipeline.schemas,
+    pipeline.serve,
+    # profile views
+    views.user,
+    views.sessions,
+    views.sentiment,
+    views.engagement,
+    views.company,
+    views.company_users,
+    views.users,
+    # operators
+    operate.command,
+    operate.export,
+    operate.dlq,
+    operate.replay_command,
+    operate.purge_command,
+    operate.acl,
+    segments.segments,
+):
+    main.add_command(command)
+
+
+def run() -> None:
+    """Entry point: known failures are one line and a non-zero exit, never a traceback."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)  # retries it recovers from itself
+    logging.getLogger("aiokafka").addFilter(kafka_bootstrap)
+    try:
+        main(standalone_mode=True)
+    except KafkaConnectionError as exc:
+        if kafka_bootstrap.last is None:
+            fail(f"cannot reach a service: {exc}", 2)
+        server, why = kafka_bootstrap.last
+        if isinstance(why, LOGIN_REFUSALS):
+            fail(f"kafka refused the login: {why}", 2)
+        fail(f"cannot reach a service: kafka at {server}: {why}", 2)
+    except KafkaSecurityError as exc:
+        fail(f"kafka: {exc}", 2)
+    except redis.AuthenticationError as exc:  # a ConnectionError, but retrying will not help
+        fail(f"redis refused the credentials (PROFILES_REDIS_USERNAME/PASSWORD): {exc}", 2)
+    except redis.exceptions.NoPermissionError as exc:
+        fail(f"redis: the ACL user may not do this: {exc}", 2)
+    except redis.ConnectionError as exc:
+        fail(f"cannot reach a service: {exc}", 2)
+    except KafkaError as exc:
+        fail(f"kafka: {exc}", 2)
+    except redis.RedisError as exc:
+        fail(f"redis: {exc}", 2)
