@@ -17,7 +17,8 @@ User hash `{ns}:{app}:u:{<user>}` fields (values msgpack):
   _x           the fold's state: the index of the rest (fold.Index: per day with rows its
                first and last time, the commands, the last writers, the engagement keys)
   _f:T:P       fence: last applied offset of source topic T, partition P
-  _co          {company_id: digest} of what this user last sent to each company
+  _co          {company_id: digest} of what this user last sent to each company ("gone" for
+               one it left, until a later step knows that news went out)
   sg           the ids of the segments the user is a member of, sorted (absent: none)
   _du          when that membership may next change with time alone (epoch ms; absent: never)
   _v           version, bumped by every write (optimistic concurrency)

@@ -83,6 +83,10 @@ class FoldConfig:
     since_ms: int | None = None  # the namespace's event-time floor (replay --since)
 
 
+# The stored digest of a company the user left, until the news surely went out (`_deltas`).
+GONE = "gone"
+
+
 class Sink(Protocol):
     async def send(self, deltas: list[Contribution]) -> None:
         """Deliver company contributions durably (awaited after the user's write, before the
@@ -143,11 +147,23 @@ def _deltas(
     resend: bool,
 ) -> tuple[list[Contribution], dict[str, str]]:
     """The contributions to send: each company's part whose facts or row changed since it was
-    last sent, or that carries days (all, with `resend`)."""
+    last sent, or that carries days (all, with `resend`); and the digests to store with the
+    write, from which a redelivery re-sends (`restate`).
+
+    A company the user leaves with nothing left to say (a delete erased what named it) keeps
+    a GONE digest: a step that dies after its write and before its sends would otherwise
+    leave no trace of it, and the redelivery would never tell it the user left. A GONE entry
+    is dropped by the next step whose records did not come again: the step that wrote it
+    had its batch acked, so its sends went out."""
     digests = {c: digest([p.facts, p.member]) for c, p in given.items() if p.facts or p.member}
+    for company, was in sent.items():
+        if company not in digests and (was != GONE or resend):
+            digests[company] = GONE
     out = []
     for company in sorted(set(given) | set(sent)):
         part = given.get(company, Part(None, None, {}, True))
+        if company not in given and sent[company] == GONE and not resend:
+            continue  # told already, by an acked batch
         if resend or part.days or part.full or sent.get(company) != digests.get(company):
             full = part.full or resend
             days = part.days

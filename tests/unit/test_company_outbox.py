@@ -15,8 +15,10 @@ from typing import Any
 
 from foldkit import NS, MemorySink
 
+from projections import keys
 from projections.company_step import apply_company_batch
-from projections.reader import Reader
+from projections.fold import decode_field
+from projections.reader import NotFound, Reader
 from projections.step import FoldConfig, Positioned, apply_batch
 from projections.store import MemoryHashes, MemoryStore
 from schemas.codec import validate
@@ -141,3 +143,47 @@ def test_a_worker_killed_after_its_write_is_made_good_by_the_redelivery() -> Non
     assert _members(reader, "A") == (0, [])
     assert _members(reader, "B") == (1, ["u"])
     assert reader.company("app", "B")["overview"]["total_events"] == 1
+
+
+def _delete(offset: int) -> Positioned:
+    return _record(
+        offset,
+        type="command",
+        command="delete",
+        command_id=f"c{offset}",
+        issued_at=NOW - DAY + offset * 60_000,
+    )
+
+
+def test_a_delete_written_before_a_death_still_takes_the_user_out() -> None:
+    """U is in A. A delete erases every record of U, so U no longer names A; the write
+    commits and the worker dies before sending. The redelivered step re-sends what the stored
+    user contributes, which names no company: A must still hear that U left (it counted U
+    forever when the stored digests forgot A at the write)."""
+    store, sink = MemoryStore(NS), MemorySink()
+    asyncio.run(_step(store, sink, [_identify(0, "A"), _track(1)]))
+    with contextlib.suppress(_Killed):
+        asyncio.run(_step(_DiesAfterWrite(store), sink, [_delete(2)]))
+    asyncio.run(_step(store, sink, [_delete(2)]))
+    reader = _companies(store, sink)
+    assert _gone(reader, "A")  # no identify names A any more, and no member is left in it
+
+
+def test_a_left_company_is_forgotten_once_its_news_went_out() -> None:
+    """After U left A (a delete) and that step's sends went out, a later step of U no longer
+    keeps A among the companies it sent to: the stored digests hold nothing of erased data."""
+    store, sink = MemoryStore(NS), MemorySink()
+    asyncio.run(_step(store, sink, [_identify(0, "A"), _track(1)]))
+    asyncio.run(_step(store, sink, [_delete(2)]))
+    asyncio.run(_step(store, sink, [_track(3)]))
+    stored = asyncio.run(store.read([(keys.user(NS, "app", "u"), None)]))[0]
+    assert decode_field(stored[keys.CONTRIBUTED]) == {}
+    assert _gone(_companies(store, sink), "A")
+
+
+def _gone(reader: Reader, company: str) -> bool:
+    try:
+        reader.company("app", company)
+    except NotFound:
+        return True
+    return False
