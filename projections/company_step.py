@@ -1,5 +1,5 @@
-"""One company step: fence, fold the members' contributions, write, then move the sets — for
-many companies in few round trips.
+"""One company step: fence, fold the members' contributions, write, then settle its segments —
+for many companies in few round trips.
 
 A step reads each company's head (header, last writers, the rows of the members it changes),
 then those members' figures of the days their contributions name and the sums of those
@@ -26,21 +26,14 @@ from projections.company import (
     second_reads,
 )
 from projections.fold import decode_field
-from projections.membership import company_change_ops, profile_fields, reevaluate
+from projections.membership import Folded, company_change_ops, profile_fields, settle
 from projections.registry import (
-    MEMBERSHIP,
-    NONE,
     Registry,
-    company_profile,
-    membership,
-    membership_fields,
-    membership_moves,
     registry_of,
     segment_needs,
-    stored_membership,
 )
 from projections.step import Contended
-from projections.store import IndexOp, MemberMove, Store, Write, version_of
+from projections.store import IndexOp, Store, Write, version_of
 
 
 class DirectSink:
@@ -104,7 +97,6 @@ async def apply_company_batch(
             if plan is None:
                 continue
             first = by_company[k][0]
-            _membership(registries[first.namespace], first, plan, {**heads[k], **read[k]}, now_ms)
             _fences(plan, heads[k], news[k])
             tab = (
                 keys.company_users(first.namespace, first.app_id, first.company_id),
@@ -113,29 +105,23 @@ async def apply_company_batch(
             writes.append(Write(k, version_of(heads[k]), plan.to_set, plan.to_delete, tab))
         results = await store.commit(writes)
         refused = {w.key for w, ok in zip(writes, results, strict=True) if not ok}
-        written: dict[str, list[str]] = {}
-        for w, ok in zip(writes, results, strict=True):
-            if ok:
-                written.setdefault(by_company[w.key][0].namespace, []).append(w.key)
-                total += 1
+        total += sum(results)
         index: list[IndexOp] = []
-        moves: list[MemberMove] = []
+        folded: dict[str, list[Folded]] = {}
         for k, plan in plans.items():
             if k in refused:
                 continue
             first = by_company[k][0]
             again = len(news[k]) < len(by_company[k])
-            m, i = await _after(
-                store, first, registries[first.namespace], plan, heads[k], again, now_ms
+            f, i = await _after(
+                store, first, registries[first.namespace], plan, heads[k], read[k], again, now_ms
             )
-            moves += m
+            folded.setdefault(first.namespace, []).append(f)
             index += i
         await store.index(index)
-        await store.place(moves)
+        for ns, entities in folded.items():
+            await settle(store, ns, registries[ns], entities, now_ms=now_ms)
         pending = [k for k in pending if k in refused or k not in plans]
-        for ns, company_keys in written.items():
-            if await store.version(keys.segment_registry(ns)) != registries[ns].generation:
-                await _companies_again(store, ns, [by_company[k][0] for k in company_keys], now_ms)
     if pending:
         raise Contended(f"{len(pending)} companies kept changing under this writer")
     return total
@@ -150,82 +136,48 @@ def _fences(plan: CompanyPlan, head: dict[str, bytes], news: list[Contribution])
     plan.to_set.update({n: str(o).encode() for n, o in fences.items()})
 
 
-def _membership(
-    registry: Registry,
-    first: Contribution,
-    plan: CompanyPlan,
-    stored: dict[str, bytes],
-    now_ms: int,
-) -> None:
-    """Evaluate the company's segments on its new header and the figures of its days that
-    the windows cover, and write the membership with it."""
-    segments = registry.of(first.app_id, "company")
-    m = NONE
-    if plan.header is not None and segments:
-        figures = {
-            n[len(keys.DAY_PREFIX) :]: decode_field(v)
-            for n, v in stored.items()
-            if n.startswith(keys.DAY_PREFIX)
-        }
-        figures.update(plan.figures)
-        for name in plan.to_delete:
-            if name.startswith(keys.DAY_PREFIX):
-                figures.pop(name[len(keys.DAY_PREFIX) :], None)
-        m = membership(segments, company_profile(plan.header, figures), now_ms)
-    wanted = membership_fields(m)
-    for name in MEMBERSHIP:
-        if name in wanted and stored.get(name) != wanted[name]:
-            plan.to_set[name] = wanted[name]
-        elif name not in wanted and name in stored:
-            plan.to_delete.append(name)
-    plan.membership = (stored_membership(stored), m)
-
-
 async def _after(
     store: Store,
     first: Contribution,
     registry: Registry,
     plan: CompanyPlan | None,
     head: dict[str, bytes],
+    read: dict[str, bytes],
     again: bool,
     now_ms: int,
-) -> tuple[list[MemberMove], list[IndexOp]]:
+) -> tuple[Folded, list[IndexOp]]:
     """After the company's write (or, when every contribution came again, after reading it):
-    its companies-index entry, its member sets, and its members due at once when its
-    properties changed (a repair: whatever they were)."""
+    the company as written, for `settle`; its companies-index entry, and its members due at
+    once when its properties changed (a repair: whatever they were)."""
     ns, app_id, company_id = first.namespace, first.app_id, first.company_id
     old_header = decode_field(head[keys.HEADER]) if keys.HEADER in head else None
-    stored_m = stored_membership(head)
+    stored = {**head, **read}
+    figures = {
+        n[len(keys.DAY_PREFIX) :]: decode_field(v)
+        for n, v in stored.items()
+        if n.startswith(keys.DAY_PREFIX)
+    }
     if plan is None:
-        header, old, new, version = old_header, stored_m, stored_m, version_of(head)
+        header, version = old_header, version_of(head)
     else:
-        header, (old, new), version = plan.header, plan.membership, version_of(head) + 1
+        header, version = plan.header, version_of(head) + 1
+        figures.update(plan.figures)
+        for name in plan.to_delete:
+            if name.startswith(keys.DAY_PREFIX):
+                figures.pop(name[len(keys.DAY_PREFIX) :], None)
+    key = keys.company(ns, app_id, company_id)
+    folded = Folded(key, app_id, "company", company_id, version, stored, header, figures, [], again)
     listed = keys.id_member(company_id)
     index_key = keys.companies_index(ns, app_id, keys.index_bucket(company_id))
-    every = [s.id for s in registry.of(app_id, "company")] if again else None
-    moves, due = membership_moves(
-        ns, app_id, "company", company_id, version, old, new, every, exact=False
-    )
     ops = [
-        IndexOp(index_key, listed if header is None else None, None if header is None else listed),
-        *due,
+        IndexOp(index_key, listed if header is None else None, None if header is None else listed)
     ]
     before = None if again else old_header
     if registry.reads_companies(app_id) and _properties(before) != _properties(header):
         members = await store.ranked(keys.company_users(ns, app_id, company_id))
         ops += company_change_ops(ns, app_id, registry, before, header, members, now_ms)
-    return moves, ops
+    return folded, ops
 
 
 def _properties(header: dict[str, Any] | None) -> Any:
     return None if header is None else header["properties"]
-
-
-async def _companies_again(
-    store: Store, namespace: str, firsts: list[Contribution], now_ms: int
-) -> None:
-    by_app: dict[str, list[str]] = {}
-    for c in firsts:
-        by_app.setdefault(c.app_id, []).append(c.company_id)
-    for app_id, company_ids in by_app.items():
-        await reevaluate(store, namespace, app_id, "company", company_ids, now_ms=now_ms)

@@ -1,25 +1,25 @@
-"""Segment membership over a store: evaluate entities again and apply definition records.
+"""Segment membership over a store: one entry point after a write, and definition records.
 
-Three things evaluate an entity outside its own step: a definition that is added, changed
-or removed (a backfill of its app, with progress), the clock (the due sets), and a change of
-a company's properties (its members become due at once). All of them go through
-`reevaluate`, which writes only `sg`/`_du`, conditional on the entity's version.
-
-Every writer sends its member set moves after its write, as of the version it wrote
-(`registry.membership_moves`); the sets take only moves newer than what they hold, so they
-end exact whatever the order. A writer killed between its write and its moves is redone
-(its records, contributions or definition are delivered again), and the redone step
-asserts the stored membership.
+Whatever writes an entity — its step (users and companies), the backfill of a definition
+that is added, changed or removed, the clock (the due sets), a change of a company's
+properties (its members become due at once) — calls `settle` after its write, with the
+entity as written. `settle` evaluates the entity's segments, writes `sg`/`_du` only if the
+entity is still at the version the caller wrote (a newer writer settles it itself), then
+sends the member set moves as of the version it wrote (`registry.membership_moves`); the
+sets take only moves newer than what they hold, so they end exact whatever the order. A
+writer killed between its write and `settle` is redone (its records, contributions or
+definition are delivered again), and the redone step asserts the membership.
 
 A writer that used an old registry is caught by reading the registry's generation after
-its commit: a definition is always stored before its backfill starts, so an entity written
-with stale definitions after the backfill passed it is evaluated again by its own writer.
+its moves: a definition is always stored before its backfill starts, so an entity written
+with stale definitions after the backfill passed it is evaluated again.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from projections import keys
@@ -64,32 +64,98 @@ async def company_properties(
     return {c: decode_field(h)["properties"] for c, h in zip(wanted, raw, strict=True) if h}
 
 
-def profile_of(
-    scope: str,
-    fields: dict[str, bytes],
-    companies: dict[str, dict[str, Any]],
-) -> Any:
-    """The Profile of a stored entity from the fields `profile_fields` named (None when it
-    does not exist)."""
-    if keys.HEADER not in fields:
-        return None
-    header = decode_field(fields[keys.HEADER])
-    figures = {
-        name[len(keys.DAY_PREFIX) :]: decode_field(raw)
-        for name, raw in fields.items()
-        if name.startswith(keys.DAY_PREFIX)
-    }
-    if scope == "company":
-        return company_profile(header, figures)
-    engagement = decode_field(fields[keys.ENGAGEMENT]) if keys.ENGAGEMENT in fields else []
-    return user_profile(header, figures, engagement, companies.get(header["company_id"] or ""))
-
-
 def profile_fields(needs: SegmentNeeds, now_ms: int) -> list[str]:
     """What evaluating an entity's segments reads of it: the header, the engagement items,
     the figures of the days the windows cover, and the membership and version."""
     days = [keys.DAY_PREFIX + d for d in window_days(needs, now_ms)]
     return [keys.HEADER, keys.ENGAGEMENT, *MEMBERSHIP, keys.VERSION, *days]
+
+
+@dataclass
+class Folded:
+    """An entity as its writer left it, for `settle`."""
+
+    key: str
+    app_id: str
+    scope: str  # "user" or "company"
+    entity_id: str
+    version: int  # the version written (or read, when nothing was written)
+    stored: Mapping[str, bytes]  # what the writer read: its stored membership among it
+    header: dict[str, Any] | None  # after the write (None: the entity does not exist)
+    figures: dict[str, Any] = field(default_factory=dict)  # the days the windows cover
+    engagement: list[list[Any]] = field(default_factory=list)  # users
+    repair: bool = False  # its records came again: assert every set of its segments
+
+
+async def settle(
+    store: Store,
+    namespace: str,
+    registry: Registry,
+    folded: list[Folded],
+    *,
+    now_ms: int,
+    exact: bool = False,
+    also: tuple[str, ...] = (),
+    recheck: bool = True,
+) -> tuple[set[str], int]:
+    """After the entities' writes: evaluate their segments, store the membership of each
+    still at the version written, move the member sets and due entries, and (`recheck`)
+    evaluate them all again if the definitions changed meanwhile. Returns the keys written
+    again since (their newer writer settles them) and how many memberships changed.
+
+    A step passes exact=False: its due entries may only come earlier (`membership_moves`).
+    A repaired entity has its place asserted in the sets of every segment of its app, and of
+    the segment ids in `also` (a definition just removed)."""
+    companies: dict[str, dict[str, dict[str, Any]]] = {}
+    wanted: dict[str, set[str]] = {}
+    for f in folded:
+        h = f.header
+        if f.scope == "user" and h and h["company_id"] and registry.reads_companies(f.app_id):
+            wanted.setdefault(f.app_id, set()).add(h["company_id"])
+    for app_id, ids in wanted.items():
+        companies[app_id] = await company_properties(store, namespace, app_id, ids)
+    decided = []
+    writes = []
+    for f in folded:
+        segments = registry.of(f.app_id, f.scope)
+        new = NONE
+        if f.header is not None and segments:
+            if f.scope == "company":
+                profile = company_profile(f.header, f.figures)
+            else:
+                company = companies.get(f.app_id, {}).get(f.header["company_id"] or "")
+                profile = user_profile(f.header, f.figures, f.engagement, company)
+            new = membership(segments, profile, now_ms)
+        old = stored_membership(f.stored)
+        decided.append((f, old, new))
+        if new != old:
+            writes.append(_membership_write(f.key, f.version, f.stored, new))
+    results = await store.commit(writes)
+    refused = {w.key for w, ok in zip(writes, results, strict=True) if not ok}
+    written = {w.key for w, ok in zip(writes, results, strict=True) if ok}
+    moves, due = [], []
+    for f, old, new in decided:
+        if f.key in refused:
+            continue  # written again since: that writer settles it
+        every = None
+        if f.repair:
+            every = sorted({s.id for s in registry.of(f.app_id, f.scope)} | set(also))
+        version = f.version + (f.key in written)
+        m, d = membership_moves(
+            namespace, f.app_id, f.scope, f.entity_id, version, old, new, every, exact=exact
+        )
+        moves += m
+        due += d
+    await store.place(moves)
+    await store.index(due)
+    registry_key = keys.segment_registry(namespace)
+    if recheck and folded and await store.version(registry_key) != registry.generation:
+        by_app: dict[tuple[str, str], list[str]] = {}
+        for f in folded:
+            by_app.setdefault((f.app_id, f.scope), []).append(f.entity_id)
+        for (app_id, scope), entity_ids in by_app.items():
+            await reevaluate(store, namespace, app_id, scope, entity_ids, now_ms=now_ms)
+    return refused, len(written)
 
 
 async def reevaluate(
@@ -104,7 +170,8 @@ async def reevaluate(
     also: tuple[str, ...] = (),
     max_attempts: int = 20,
 ) -> int:
-    """Evaluate entities again with the current registry; returns how many changed.
+    """Evaluate entities again with the current registry (a backfill, the clock, a changed
+    company): read them, then `settle` them as they are stored; returns how many changed.
 
     Every entity's place in each set of its segments (and `also`) and its due entry are
     asserted, so this also repairs sets a writer killed before its moves left behind."""
@@ -116,37 +183,17 @@ async def reevaluate(
             return changed
         if registry is None:
             registry = await load_registry(store, namespace)
-        segments = registry.of(app_id, scope)
-        every = sorted({s.id for s in segments} | set(also))
         entity_keys = [keys.entity(namespace, app_id, scope, e) for e in pending]
         names = profile_fields(segment_needs(registry, app_id, now_ms, scope), now_ms)
         stored = await store.read([(k, names) for k in entity_keys])
-        companies: dict[str, dict[str, Any]] = {}
-        if scope == "user" and registry.reads_companies(app_id):
-            named = {decode_field(f[keys.HEADER])["company_id"] for f in stored if keys.HEADER in f}
-            companies = await company_properties(store, namespace, app_id, named - {None})
-        writes, decided = [], {}
-        for entity_id, key, fields in zip(pending, entity_keys, stored, strict=True):
-            profile = profile_of(scope, fields, companies)
-            new = NONE if profile is None else membership(segments, profile, now_ms)
-            old = stored_membership(fields)
-            decided[key] = (entity_id, version_of(fields), old, new)
-            if new != old and fields:
-                writes.append(_membership_write(key, fields, new))
-        results = await store.commit(writes)
-        changed += sum(results)
-        refused = {w.key for w, ok in zip(writes, results, strict=True) if not ok}
-        written = {w.key for w, ok in zip(writes, results, strict=True) if ok}
-        moves, due = [], []
-        for key, (entity_id, version, old, new) in decided.items():
-            if key not in refused:
-                m, d = membership_moves(
-                    namespace, app_id, scope, entity_id, version + (key in written), old, new, every
-                )
-                moves += m
-                due += d
-        await store.place(moves)
-        await store.index(due)
+        folded = [
+            _as_stored(key, app_id, scope, entity_id, fields)
+            for entity_id, key, fields in zip(pending, entity_keys, stored, strict=True)
+        ]
+        refused, n = await settle(
+            store, namespace, registry, folded, now_ms=now_ms, exact=True, also=also, recheck=False
+        )
+        changed += n
         retry = [e for e, k in zip(pending, entity_keys, strict=True) if k in refused]
         if await store.version(registry_key) != registry.generation:
             registry, retry = None, pending  # definitions changed meanwhile: all again
@@ -154,11 +201,29 @@ async def reevaluate(
     raise RuntimeError(f"{len(pending)} entities kept changing under segment evaluation")
 
 
-def _membership_write(key: str, fields: dict[str, bytes], new: Membership) -> Write:
+def _as_stored(
+    key: str, app_id: str, scope: str, entity_id: str, fields: dict[str, bytes]
+) -> Folded:
+    """A stored entity as `settle` takes it, from the fields `profile_fields` named."""
+    header = decode_field(fields[keys.HEADER]) if keys.HEADER in fields else None
+    figures = {
+        name[len(keys.DAY_PREFIX) :]: decode_field(raw)
+        for name, raw in fields.items()
+        if name.startswith(keys.DAY_PREFIX)
+    }
+    engagement = decode_field(fields[keys.ENGAGEMENT]) if keys.ENGAGEMENT in fields else []
+    return Folded(
+        key, app_id, scope, entity_id, version_of(fields), fields, header, figures, engagement, True
+    )
+
+
+def _membership_write(
+    key: str, version: int, fields: Mapping[str, bytes], new: Membership
+) -> Write:
     want = membership_fields(new)
     to_set = {k: v for k, v in want.items() if fields.get(k) != v}
     to_delete = [k for k in MEMBERSHIP if k in fields and k not in want]
-    return Write(key, version_of(fields), to_set, to_delete)
+    return Write(key, version, to_set, to_delete)
 
 
 async def entity_pages(

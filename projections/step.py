@@ -1,5 +1,6 @@
-"""One user step: fence, fold, write, then tell the companies and move the sets — for many
-users in few round trips.
+"""One user step: fence, fold, write, send what follows from the write (company contributions,
+users-index entries), then settle segment membership (`membership.settle`) — for many users
+in few round trips.
 
 A step reads what it touches: each user's head (header, index, fences), then the fields of
 the days its records reach (projections/days.py) — or every field, for a command or an
@@ -41,23 +42,9 @@ from projections.fold import (
     state_fields,
     stored_state,
 )
-from projections.membership import company_properties, reevaluate
-from projections.registry import (
-    DUE,
-    MEMBERSHIP,
-    NONE,
-    Membership,
-    Registry,
-    SegmentNeeds,
-    membership,
-    membership_fields,
-    membership_moves,
-    registry_of,
-    segment_needs,
-    stored_membership,
-    user_profile,
-)
-from projections.store import IndexOp, MemberMove, Store, Write, version_of
+from projections.membership import Folded, settle
+from projections.registry import DUE, MEMBERSHIP, SegmentNeeds, registry_of, segment_needs
+from projections.store import IndexOp, Store, Write, version_of
 from schemas.models import Command, Record
 
 
@@ -96,8 +83,7 @@ class Sink(Protocol):
 
 @dataclass
 class StepPlan:
-    """What a step writes (`to_set`, `to_delete`, segment membership added once the registry
-    and company properties are known), and what it sends once written."""
+    """What a step writes (`to_set`, `to_delete`), and what it sends once written."""
 
     stored: dict[str, bytes]  # the fields read (every field of the user, in full and restate)
     to_set: dict[str, bytes] = field(default_factory=dict)
@@ -109,7 +95,6 @@ class StepPlan:
     index: list[IndexOp] = field(default_factory=list)
     write: bool = True  # False: re-send the stored truth only (restate)
     repair: bool = False  # records came again: assert every set of the entity too
-    membership: tuple[Membership, Membership] = (NONE, NONE)  # (stored, new)
     given: dict[str, Part] = field(default_factory=dict)  # company -> the user's part in it
 
 
@@ -436,106 +421,43 @@ async def apply_batch(
                 in_full.add(key)  # planned again next round, from every field
             else:
                 steps[key] = step
-        companies = await _company_properties(store, namespace, registry, steps, by_user)
-        writes = []
-        for key, step in steps.items():
-            first = by_user[key][0].record
-            _user_membership(registry, first, step, companies.get(first.app_id, {}), now_ms)
-            if step.write:
-                writes.append(Write(key, version_of(heads[key]), step.to_set, step.to_delete))
+        writes = [
+            Write(key, version_of(heads[key]), step.to_set, step.to_delete)
+            for key, step in steps.items()
+            if step.write
+        ]
         results = await store.commit(writes)
         refused = {w.key for w, ok in zip(writes, results, strict=True) if not ok}
-        done = [w.key for w, ok in zip(writes, results, strict=True) if ok]
-        written += done
+        written += [w.key for w, ok in zip(writes, results, strict=True) if ok]
         # Sent from what was written, at the version written; a refused step sends nothing.
         deltas: list[Contribution] = []
         index: list[IndexOp] = []
-        moves: list[MemberMove] = []
+        folded: list[Folded] = []
         for key, step in steps.items():
             if key in refused:
                 continue
             first = by_user[key][0].record
             deltas += step.deltas
             index += step.index
-            version = version_of(heads[key]) + step.write
-            m, due = _user_moves(namespace, registry, first, step, version)
-            moves += m
-            index += due
+            folded.append(
+                Folded(
+                    key,
+                    first.app_id,
+                    "user",
+                    first.user_id,
+                    version_of(heads[key]) + step.write,
+                    step.stored,
+                    step.header,
+                    step.figures,
+                    step.engagement,
+                    step.repair,
+                )
+            )
         if deltas:
             await sink.send(deltas)
         await store.index(index)
-        await store.place(moves)
+        await settle(store, namespace, registry, folded, now_ms=now_ms)
         pending = [k for k in pending if k in refused or k not in steps]
-        if done and await store.version(registry_key) != registry.generation:
-            await _again(store, namespace, [by_user[k][0].record for k in done], now_ms)
     if pending:
         raise Contended(f"{len(pending)} users kept changing under this writer")
     return len(written)
-
-
-async def _company_properties(
-    store: Store,
-    namespace: str,
-    registry: Registry,
-    steps: dict[str, StepPlan],
-    by_user: dict[str, list[Positioned]],
-) -> dict[str, dict[str, dict[str, Any]]]:
-    """app -> company -> properties, for the companies of users whose segments read them."""
-    wanted: dict[str, set[str]] = {}
-    for key, step in steps.items():
-        app_id = by_user[key][0].record.app_id
-        h = step.header
-        if h and h["company_id"] is not None and registry.reads_companies(app_id):
-            wanted.setdefault(app_id, set()).add(h["company_id"])
-    return {
-        app_id: await company_properties(store, namespace, app_id, ids)
-        for app_id, ids in wanted.items()
-    }
-
-
-def _user_membership(
-    registry: Registry,
-    first: Record,
-    step: StepPlan,
-    companies: dict[str, dict[str, Any]],
-    now_ms: int,
-) -> None:
-    """Evaluate the user's segments on the profile the step folded and write the membership
-    with it (a restate repeats the stored one)."""
-    old = stored_membership(step.stored)
-    new = old
-    if step.write:
-        segments = registry.of(first.app_id, "user")
-        h = step.header
-        new = NONE
-        if h is not None and segments:
-            profile = user_profile(
-                h, step.figures, step.engagement, companies.get(h["company_id"] or "")
-            )
-            new = membership(segments, profile, now_ms)
-        wanted = membership_fields(new)
-        for name in MEMBERSHIP:
-            if name in wanted and step.stored.get(name) != wanted[name]:
-                step.to_set[name] = wanted[name]
-            elif name not in wanted and name in step.stored:
-                step.to_delete.append(name)
-    step.membership = (old, new)
-
-
-def _user_moves(
-    namespace: str, registry: Registry, first: Record, step: StepPlan, version: int
-) -> tuple[list[MemberMove], list[IndexOp]]:
-    old, new = step.membership
-    every = [s.id for s in registry.of(first.app_id, "user")] if step.repair else None
-    return membership_moves(
-        namespace, first.app_id, "user", first.user_id, version, old, new, every, exact=False
-    )
-
-
-async def _again(store: Store, namespace: str, firsts: list[Record], now_ms: int) -> None:
-    """Users written with definitions that changed meanwhile: evaluate them again."""
-    by_app: dict[str, list[str]] = {}
-    for r in firsts:
-        by_app.setdefault(r.app_id, []).append(r.user_id)
-    for app_id, user_ids in by_app.items():
-        await reevaluate(store, namespace, app_id, "user", user_ids, now_ms=now_ms)

@@ -192,7 +192,8 @@ def _run(scenario: dict[str, Any]) -> tuple[MemoryStore, dict[str, dict[str, Any
         for n, batch in enumerate(batches):
             await define(n)
             if scenario.get("deaths") and rng.random() < 0.3:  # killed before or after a write
-                dying = _CrashingStore(store, at=0, after=rng.random() < 0.5)
+                # at its user write, or at the membership write that settles it
+                dying = _CrashingStore(store, at=rng.randint(0, 1), after=rng.random() < 0.5)
                 with contextlib.suppress(_Crash):
                     part = [positioned[i] for i in batch[: rng.randint(1, len(batch))]]
                     await apply_batch(dying, sink, NS, part, now_ms=clock, config=config)
