@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 
+from bench.topics import delete_topics
 from schemas.codec import decode, decode_bytes
 from schemas.generate import generate
 from schemas.limits import Limits
@@ -99,28 +99,12 @@ async def held(cfg: Settings) -> int:
     return sum(ends.values()) - sum(begins.values())
 
 
-async def delete_topics(cfg: Settings, names: Callable[[str], bool]) -> None:
-    admin = AIOKafkaAdminClient(**client_options(cfg))
-    await admin.start()
-    try:
-        doomed = [t for t in await admin.list_topics() if t.startswith("bench") and names(t)]
-        if doomed:
-            await admin.delete_topics(doomed)
-        deadline = time.monotonic() + 60
-        while doomed and time.monotonic() < deadline:
-            existing = set(await admin.list_topics())
-            doomed = [t for t in doomed if t in existing]
-            await asyncio.sleep(0.5 if doomed else 0)
-    finally:
-        await admin.close()
-
-
 async def ensure_loaded(n: int) -> Settings:
     """`bench.ff.<n>.*` holding exactly n generated events (loaded once, reused after)."""
     cfg = settings_for(n)
     if await held(cfg) == n:
         return cfg
-    await delete_topics(cfg, lambda t: t.startswith(cfg.topic_prefix))  # partial: start over
+    await delete_topics(cfg, [cfg.topic_prefix])  # partial: start over
     log(f"loading {n:,} generated events into {cfg.topic_prefix}*")
     records = make_records(n, int(time.time()) // 60 * 60_000)
     await send_records(records, cfg, PublishReport())
@@ -267,7 +251,7 @@ async def _clean(cfg: Settings, group: str) -> None:
     try:
         await delete_groups(cfg, [group])
     finally:
-        await delete_topics(cfg, lambda t: t.startswith(group + "-"))  # its leader topic
+        await delete_topics(cfg, [group + "-"])  # its leader topic
 
 
 def child(args: argparse.Namespace) -> None:

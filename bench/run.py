@@ -34,6 +34,7 @@ from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from bench.topics import delete_topics
 from projections import keys
 from projections.reader import Reader
 from replay.flip import remove_namespace
@@ -154,24 +155,6 @@ async def offsets(
         return await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
     finally:
         await consumer.stop()
-
-
-async def delete_topics(cfg: Settings, prefixes: list[str]) -> None:
-    """Delete every topic whose name starts with one of `prefixes`, and wait until it is gone."""
-    assert all(p.startswith("bench") for p in prefixes)
-    admin = AIOKafkaAdminClient(**client_options(cfg))
-    await admin.start()
-    try:
-        doomed = [t for t in await admin.list_topics() if t.startswith(tuple(prefixes))]
-        if doomed:
-            await admin.delete_topics(doomed)
-        deadline = time.monotonic() + 60
-        while doomed and time.monotonic() < deadline:
-            existing = set(await admin.list_topics())
-            doomed = [t for t in doomed if t in existing]
-            await asyncio.sleep(0.5 if doomed else 0)
-    finally:
-        await admin.close()
 
 
 async def truncate(cfg: Settings) -> None:
