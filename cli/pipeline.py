@@ -35,6 +35,10 @@ def worker(loglevel: str) -> None:
     from streams.startup import claim_projections
 
     cfg = settings()
+    try:
+        Path(cfg.datadir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"cannot create the worker's state folder PROFILES_DATADIR={cfg.datadir}: {exc}", 2)
     use_uvloop()  # every loop from here on, Faust's consumer thread's too
     for topic in asyncio.run(ensure_topics(cfg)):  # a refused login stops here, in one line
         click.echo(f"profiles: {topic.warning()}", err=True)  # a topic that keeps less

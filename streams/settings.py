@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -10,6 +11,13 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.limits import Limits
+
+
+def state_dir() -> str:
+    """Where a worker keeps Faust's local state by default, wherever it is started from:
+    $XDG_STATE_HOME/profile-streams/faust (~/.local/state/profile-streams/faust)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "profile-streams" / "faust")
 
 
 class Settings(BaseSettings):
@@ -40,7 +48,7 @@ class Settings(BaseSettings):
     namespace: str = Field(default="ps", pattern=r"^[A-Za-z0-9_-]{1,32}$")
     partitions: int = Field(default=8, ge=1)
     group_id: str = "profiles-worker"
-    datadir: str = ".services/faust"
+    datadir: str = Field(default_factory=state_dir)  # the worker's Faust state folder
 
     session_gap_minutes: float = Field(default=30, gt=0)
     retention_days: int = Field(default=400, ge=1)
