@@ -59,6 +59,12 @@ def day_option(name: str) -> Callable[[Any], Any]:
     )
 
 
+def check_period(frm: str | None, to: str | None) -> None:
+    """A period whose --from is after its --to is a bad parameter, as the API says (400)."""
+    if frm is not None and to is not None and frm > to:
+        fail(f"bad parameter: --from {frm} is after --to {to}", 2)
+
+
 def emit(value: Any, as_json: bool, table: Callable[[Any], None]) -> None:
     if as_json:
         click.echo(json.dumps(value, ensure_ascii=False, indent=2))

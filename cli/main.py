@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import sys
+from typing import Any, NoReturn
 
 import click
 import redis
@@ -12,8 +16,30 @@ from cli import operate, pipeline, segments, views
 from cli.common import fail, kafka_bootstrap
 from streams.kafka import LOGIN_REFUSALS, KafkaSecurityError
 
+# Long-running services: a broken pipe there is a network failure, never the end of output.
+SERVICES = ("worker", "serve")
 
-@click.group()
+
+class _Profiles(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            if ctx.invoked_subcommand in SERVICES:
+                raise
+            _closed_pipe()
+
+
+def _closed_pipe() -> NoReturn:
+    """Whoever read the output went away (`profiles users APP | head -3`): end quietly, as
+    Unix tools do, by SIGPIPE (the shell says 141)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGPIPE)
+    sys.exit(128 + signal.SIGPIPE)  # not reached
+
+
+@click.group(cls=_Profiles)
 def main() -> None:
     """Live user and company profiles from product events (Kafka -> Faust -> Redis)."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from cli.common import (
+    check_period,
     day_option,
     emit,
     read,
@@ -23,10 +24,13 @@ def user(
     app_id: str, user_id: str, frm: str | None, to: str | None, search: str | None, as_json: bool
 ) -> None:
     """A user's profile: header, properties and the overview of a period."""
+    check_period(frm, to)
     from cli.tables import user_table
 
     emit(
-        read(lambda r: r.user(app_id, user_id, frm=frm, to=to, search=search)), as_json, user_table
+        read(lambda r: r.user(app_id, user_id, frm=frm, to=to, search=search)),
+        as_json,
+        user_table,
     )
 
 
@@ -41,6 +45,7 @@ def sessions(
     app_id: str, user_id: str, frm: str | None, to: str | None, limit: int | None, as_json: bool
 ) -> None:
     """A user's sessions with their event breakdown, newest first."""
+    check_period(frm, to)
     from cli.tables import sessions_table
 
     emit(
@@ -58,9 +63,14 @@ def sessions(
 @click.option("--json", "as_json", is_flag=True)
 def sentiment(app_id: str, user_id: str, frm: str | None, to: str | None, as_json: bool) -> None:
     """A user's NPS and survey responses, newest first."""
+    check_period(frm, to)
     from cli.tables import sentiment_table
 
-    emit(read(lambda r: r.sentiment(app_id, user_id, frm=frm, to=to)), as_json, sentiment_table)
+    emit(
+        read(lambda r: r.sentiment(app_id, user_id, frm=frm, to=to)),
+        as_json,
+        sentiment_table,
+    )
 
 
 @click.command()
@@ -85,6 +95,7 @@ def company(
     app_id: str, company_id: str, frm: str | None, to: str | None, search: str | None, as_json: bool
 ) -> None:
     """A company's profile: header, properties and the overview of its counted members."""
+    check_period(frm, to)
     from cli.tables import company_table
 
     emit(
