@@ -144,7 +144,7 @@ def dlq_list(as_json: bool) -> None:
     letters, done = dlq_read(settings())
 
     def table(s: dict[str, Any]) -> None:
-        click.echo(f"dlq: {s['total']} letters")
+        click.echo(f"dead letters: {s['total']}")
         for reason, row in s["reasons"].items():
             click.echo(
                 f"{reason}: {row['count']} (redriven {row['redriven']}), "

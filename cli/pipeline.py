@@ -94,7 +94,7 @@ def status(as_json: bool) -> None:
                         f"  {row['topic']}[{row['partition']}] "
                         f"committed {row['committed']} end {row['end']} lag {row['lag']}"
                     )
-        click.echo(f"dlq: {s['dlq']} records")
+        click.echo(f"dead letters: {s['dlq']}")
         for topic in s["retention"]:
             click.echo(topic["warning"])
 

@@ -126,7 +126,7 @@ def test_topics_keep_what_a_replay_needs_and_short_ones_are_reported_and_fixed(
     assert any(f"topic {track} keeps records 7 days" in w for w in warnings)
     assert any(f"topic {t.dlq} " in w and "retention.bytes=1048576" in w for w in warnings)
     assert all("profiles topics --apply-retention" in w for w in warnings)
-    assert "dlq: 0 records" in human.stdout
+    assert "dead letters: 0" in human.stdout
 
     # The worker's start-up check (it prints each as a warning line) sees the same, and
     # changes nothing.
