@@ -76,9 +76,11 @@ def publish(file: Any, as_json: bool) -> None:
 
 
 @click.command()
+@click.option("--partitions", "per_partition", is_flag=True, help="a line per topic partition")
 @click.option("--json", "as_json", is_flag=True)
-def status(as_json: bool) -> None:
-    """Consumer lag per group/topic/partition, DLQ count and processed counts."""
+def status(per_partition: bool, as_json: bool) -> None:
+    """Lag, records processed and dead letters (--partitions: per topic partition too; --json:
+    everything)."""
     from streams.status import pipeline_status
 
     result = asyncio.run(pipeline_status(settings()))
@@ -88,7 +90,7 @@ def status(as_json: bool) -> None:
             click.echo(
                 f"group {group['group']}: lag {group['lag']}, processed {group['processed']}"
             )
-            for row in group["partitions"]:
+            for row in group["partitions"] if per_partition else []:
                 if row["end"]:
                     click.echo(
                         f"  {row['topic']}[{row['partition']}] "

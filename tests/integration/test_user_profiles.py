@@ -28,6 +28,12 @@ def test_every_user_equals_the_batch_computation(pipeline: Any) -> None:
     status = pipeline.wait_idle()
     assert status["dlq"] == 0
     assert status["groups"][0]["processed"] == len(records)
+    summary = pipeline.cli("status").stdout.splitlines()  # a summary; partitions when asked
+    assert summary[0].endswith(f"lag 0, processed {len(records)}") and len(summary) == 2
+    detailed = pipeline.cli("status", "--partitions").stdout
+    assert detailed.count(" committed ") == sum(
+        1 for r in status["groups"][0]["partitions"] if r["end"]
+    )
     assert compare_users(pipeline, records, now_ms) >= 200
     missing = pipeline.cli("user", records[0]["app_id"], "no-such-user")
     assert missing.exit_code == 3
