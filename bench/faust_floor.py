@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import signal
 import statistics
@@ -40,9 +39,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from bench.data import make_records
 from bench.topics import delete_topics
 from schemas.codec import decode, decode_bytes
-from schemas.generate import generate
 from schemas.limits import Limits
 from streams.kafka import client_options, delete_groups, partitions
 from streams.publish import PublishReport, send_records
@@ -50,7 +49,6 @@ from streams.settings import Settings
 from streams.topics import Topics
 
 ROOT = Path(__file__).resolve().parent.parent
-SEED, DAYS = 7, 30  # as bench/run.py loads its data sets
 STALL_SECONDS = 120  # a child with no result by then is stuck
 
 Decoder = Callable[[bytes, Limits, int], Any]
@@ -73,17 +71,6 @@ def settings_for(n: int, group: str = "bench-ff") -> Settings:
 
 
 # ---- the data --------------------------------------------------------------------------------
-
-
-def make_records(n: int, end_ms: int) -> list[dict[str, Any]]:
-    """Exactly n generated records (bench/run.py's way: enough users, first n in time)."""
-    per_user = len(generate(users=200, days=DAYS, end_ms=end_ms, seed=SEED)) / 200
-    users = max(1, math.ceil(n / per_user * 1.03))
-    while True:
-        records = generate(users=users, days=DAYS, end_ms=end_ms, seed=SEED)
-        if len(records) >= n:
-            return records[:n]
-        users = math.ceil(users * n / max(1, len(records)) * 1.03)
 
 
 async def held(cfg: Settings) -> int:

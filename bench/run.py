@@ -9,7 +9,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import math
 import os
 import random
 import shutil
@@ -34,6 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from bench.data import SEED, make_records
 from bench.topics import delete_topics
 from projections import keys
 from projections.reader import Reader
@@ -51,8 +51,6 @@ from streams.topics import Topics, record_key
 
 BENCH = Path(__file__).resolve().parent
 PROFILES = Path(sys.executable).parent / "profiles"
-SEED = 7
-DAYS = 30
 POLL_SECONDS = 0.25
 STALL_SECONDS = 180  # no progress for this long: the pipeline is stuck, not slow
 VALIDATE_SAMPLE = 20_000
@@ -179,17 +177,6 @@ async def delete_groups(cfg: Settings, groups: list[str]) -> list[str]:
 
 
 # ---- 1. load ---------------------------------------------------------------------------------
-
-
-def make_records(n: int, end_ms: int) -> list[dict[str, Any]]:
-    """Exactly n records: enough users for n, then the first n in event time."""
-    per_user = len(generate(users=200, days=DAYS, end_ms=end_ms, seed=SEED)) / 200
-    users = max(1, math.ceil(n / per_user * 1.03))
-    while True:
-        records = generate(users=users, days=DAYS, end_ms=end_ms, seed=SEED)
-        if len(records) >= n:
-            return records[:n]
-        users = math.ceil(users * n / max(1, len(records)) * 1.03)
 
 
 async def ensure_loaded(n: int, skip_load: bool) -> tuple[Dataset, Metrics]:

@@ -22,9 +22,8 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from bench.data import DAYS, SEED
 from bench.run import (
-    DAYS,
-    SEED,
     BenchError,
     Metrics,
     Run,
