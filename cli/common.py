@@ -3,6 +3,7 @@ and exit codes, day options, output as a table or JSON, and a progress line."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -59,10 +60,17 @@ def day_option(name: str) -> Callable[[Any], Any]:
     )
 
 
-def check_period(frm: str | None, to: str | None) -> None:
-    """A period whose --from is after its --to is a bad parameter, as the API says (400)."""
-    if frm is not None and to is not None and frm > to:
-        fail(f"bad parameter: --from {frm} is after --to {to}", 2)
+def period_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--from and --to of a view; a --from after its --to is a bad parameter (one line, exit
+    2), as the API says (400)."""
+
+    @functools.wraps(command)
+    def checked(*args: Any, frm: str | None, to: str | None, **kwargs: Any) -> Any:
+        if frm is not None and to is not None and frm > to:
+            fail(f"bad parameter: --from {frm} is after --to {to}", 2)
+        return command(*args, frm=frm, to=to, **kwargs)
+
+    return day_option("--from")(day_option("--to")(checked))
 
 
 def emit(value: Any, as_json: bool, table: Callable[[Any], None]) -> None:

@@ -6,9 +6,8 @@ from __future__ import annotations
 import click
 
 from cli.common import (
-    check_period,
-    day_option,
     emit,
+    period_options,
     read,
 )
 
@@ -16,15 +15,13 @@ from cli.common import (
 @click.command()
 @click.argument("app_id")
 @click.argument("user_id")
-@day_option("--from")
-@day_option("--to")
+@period_options
 @click.option("--search", help="case-insensitive substring of event names and pages")
 @click.option("--json", "as_json", is_flag=True)
 def user(
     app_id: str, user_id: str, frm: str | None, to: str | None, search: str | None, as_json: bool
 ) -> None:
     """A user's profile: header, properties and the overview of a period."""
-    check_period(frm, to)
     from cli.tables import user_table
 
     emit(
@@ -37,15 +34,13 @@ def user(
 @click.command()
 @click.argument("app_id")
 @click.argument("user_id")
-@day_option("--from")
-@day_option("--to")
+@period_options
 @click.option("--limit", type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True)
 def sessions(
     app_id: str, user_id: str, frm: str | None, to: str | None, limit: int | None, as_json: bool
 ) -> None:
     """A user's sessions with their event breakdown, newest first."""
-    check_period(frm, to)
     from cli.tables import sessions_table
 
     emit(
@@ -58,12 +53,10 @@ def sessions(
 @click.command()
 @click.argument("app_id")
 @click.argument("user_id")
-@day_option("--from")
-@day_option("--to")
+@period_options
 @click.option("--json", "as_json", is_flag=True)
 def sentiment(app_id: str, user_id: str, frm: str | None, to: str | None, as_json: bool) -> None:
     """A user's NPS and survey responses, newest first."""
-    check_period(frm, to)
     from cli.tables import sentiment_table
 
     emit(
@@ -87,15 +80,13 @@ def engagement(app_id: str, user_id: str, as_json: bool) -> None:
 @click.command()
 @click.argument("app_id")
 @click.argument("company_id")
-@day_option("--from")
-@day_option("--to")
+@period_options
 @click.option("--search", help="case-insensitive substring of event names and pages")
 @click.option("--json", "as_json", is_flag=True)
 def company(
     app_id: str, company_id: str, frm: str | None, to: str | None, search: str | None, as_json: bool
 ) -> None:
     """A company's profile: header, properties and the overview of its counted members."""
-    check_period(frm, to)
     from cli.tables import company_table
 
     emit(
