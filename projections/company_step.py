@@ -147,7 +147,7 @@ async def _after(
     now_ms: int,
 ) -> tuple[Folded, list[IndexOp]]:
     """After the company's write (or, when every contribution came again, after reading it):
-    the company as written, for `settle`; its companies-index entry, and its members due at
+    the company as written, for `settle`; its companies-index entries, and its members due at
     once when its properties changed (a repair: whatever they were)."""
     ns, app_id, company_id = first.namespace, first.app_id, first.company_id
     old_header = decode_field(head[keys.HEADER]) if keys.HEADER in head else None
@@ -167,16 +167,32 @@ async def _after(
                 figures.pop(name[len(keys.DAY_PREFIX) :], None)
     key = keys.company(ns, app_id, company_id)
     folded = Folded(key, app_id, "company", company_id, version, stored, header, figures, [], again)
-    listed = keys.id_member(company_id)
-    index_key = keys.companies_index(ns, app_id, keys.index_bucket(company_id))
-    ops = [
-        IndexOp(index_key, listed if header is None else None, None if header is None else listed)
-    ]
+    ops = _index_ops(ns, app_id, company_id, old_header, header)
     before = None if again else old_header
     if registry.reads_companies(app_id) and _properties(before) != _properties(header):
         members = await store.ranked(keys.company_users(ns, app_id, company_id))
         ops += company_change_ops(ns, app_id, registry, before, header, members, now_ms)
     return folded, ops
+
+
+def _index_ops(
+    ns: str, app_id: str, company_id: str, old: dict[str, Any] | None, new: dict[str, Any] | None
+) -> list[IndexOp]:
+    """The company's entries in the companies indexes: the new header's, every time (a step
+    that comes again repairs what a crash before them left), the old header's that differ
+    taken out; without a header, none (its `id` entry out even when the old header is gone)."""
+    before = {} if old is None else keys.company_index_members(old, company_id)
+    after = {} if new is None else keys.company_index_members(new, company_id)
+    if new is None:
+        before.setdefault("id", keys.id_member(company_id))
+    bucket = keys.index_bucket(company_id)
+    ops = []
+    for sort in keys.COMPANY_SORTS:
+        b, a = before.get(sort), after.get(sort)
+        if b is not None or a is not None:
+            key = keys.companies_index(ns, app_id, bucket, sort)
+            ops.append(IndexOp(key, None if b == a else b, a))
+    return ops
 
 
 def _properties(header: dict[str, Any] | None) -> Any:

@@ -50,7 +50,11 @@ Users index `{ns}:{app}:ix:{sort}:{bucket}` (sorted sets of score 0, 16 buckets 
   truth.
 
 Companies index `{ns}:{app}:ix:co:{bucket}`: `0:<company>` for every company with a header
-  (16 buckets by company), in id order; a hint for listing, as above.
+  (16 buckets by company), in id order; `{ns}:{app}:ix:co:{sort}:{bucket}` for the other
+  orders of the companies list: `last_seen` as for users, `users` `<10^10-1 minus users
+  count, 10 digits>:<company as UTF-8 hex>` (most members first), `name`
+  `<case-folded name, or the id when it has none, as UTF-8 hex>-<company>` (A to Z, and
+  prefix search). A hint for listing, as above.
 
 Segments (issue 6):
   `{ns}::segments`                  hash: <segment id> -> {offset, definition}; `_v` is the
@@ -214,9 +218,27 @@ def app_of(namespace: str, key: str) -> str:
     return unescape(key[len(namespace) + 1 :].split(":", 1)[0])
 
 
-def companies_index(namespace: str, app_id: str, bucket: int) -> str:
-    """The app's companies that exist (a header), as `id` entries, 16 buckets by company."""
-    return f"{namespace}:{escape(app_id)}:ix:co:{bucket}"
+COMPANY_SORTS = ("last_seen", "users", "name", "id")  # the companies list's orders
+_MOST_USERS = 10**10 - 1
+
+
+def companies_index(namespace: str, app_id: str, bucket: int, sort: str = "id") -> str:
+    """The app's companies that exist (a header) in one of COMPANY_SORTS, 16 buckets by
+    company (the `id` one keeps its name of before the other orders)."""
+    kind = "co" if sort == "id" else f"co:{sort}"
+    return f"{namespace}:{escape(app_id)}:ix:{kind}:{bucket}"
+
+
+def company_index_members(header: dict[str, Any], company_id: str) -> dict[str, str]:
+    """The entry a company with this header has in each companies index: last seen newest
+    first, most users first, name A to Z (its id when it has none: what the list shows)."""
+    count = min(max(int(header["users_count"]), 0), _MOST_USERS)
+    return {
+        "last_seen": index_member(header["last_seen_at"], company_id),
+        "users": f"{_MOST_USERS - count:010d}:{_ordered(company_id)}",
+        "name": search_member(header["name"] or company_id, company_id),
+        "id": id_member(company_id),
+    }
 
 
 def user_pattern(namespace: str, app_id: str) -> str:

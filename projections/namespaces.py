@@ -27,8 +27,9 @@ from projections import keys
 
 # The state format of every projection this code writes; bumped when stored entities,
 # member sets or bookkeeping keys change shape. 1: no meta hash (before issue 17); 2: the
-# whole state in one field; 3: split by day (issue 18).
-FORMAT = 3
+# whole state in one field; 3: split by day (issue 18); 4: the companies indexes by last
+# seen, users and name (issue 20).
+FORMAT = 4
 
 
 @dataclass(frozen=True)
