@@ -17,12 +17,18 @@ from schemas.timefmt import parse_day
 from streams.kafka import BootstrapFailures
 from streams.settings import Settings
 
-EXIT_NOT_FOUND = 3
+# Exit codes (the README's table; the worker's own 4, 5 and 6 are in streams/guard.py and
+# projections/namespaces.py). 64 and 78 are sysexits.h's EX_USAGE and EX_CONFIG.
+EXIT_FAILED = 1  # the command ran and did not do what it was asked
+EXIT_SERVICE = 2  # Kafka or Redis cannot be reached, or refused the login or the command
+EXIT_NOT_FOUND = 3  # no such app, user, company or segment
+EXIT_USAGE = 64  # a bad command line: unknown option, bad value, missing argument
+EXIT_CONFIG = 78  # a bad PROFILES_* setting
 # Why aiokafka could not reach a bootstrap server, said in one line by run().
 kafka_bootstrap = BootstrapFailures()
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     click.echo(f"profiles: {message}", err=True)
     sys.exit(code)
 
@@ -33,8 +39,8 @@ def settings() -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         if not first["loc"]:  # a rule across settings, whose message names them
-            fail(f"bad settings: {first['msg'].removeprefix('Value error, ')}", 2)
-        fail(f"bad setting PROFILES_{str(first['loc'][0]).upper()}: {first['msg']}", 2)
+            fail(f"bad settings: {first['msg'].removeprefix('Value error, ')}", EXIT_CONFIG)
+        fail(f"bad setting PROFILES_{str(first['loc'][0]).upper()}: {first['msg']}", EXIT_CONFIG)
 
 
 def reader(cfg: Settings) -> Reader:
@@ -62,12 +68,12 @@ def day_option(name: str) -> Callable[[Any], Any]:
 
 def period_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """--from and --to of a view; a --from after its --to is a bad parameter (one line, exit
-    2), as the API says (400)."""
+    64), as the API says (400)."""
 
     @functools.wraps(command)
     def checked(*args: Any, frm: str | None, to: str | None, **kwargs: Any) -> Any:
         if frm is not None and to is not None and frm > to:
-            fail(f"bad parameter: --from {frm} is after --to {to}", 2)
+            fail(f"bad parameter: --from {frm} is after --to {to}", EXIT_USAGE)
         return command(*args, frm=frm, to=to, **kwargs)
 
     return day_option("--from")(day_option("--to")(checked))

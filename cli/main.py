@@ -13,7 +13,7 @@ import redis
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from cli import operate, pipeline, segments, views
-from cli.common import fail, kafka_bootstrap
+from cli.common import EXIT_USAGE, fail, kafka_bootstrap
 from streams.kafka import LOGIN_REFUSALS, KafkaSecurityError
 
 # Long-running services: a broken pipe there is a network failure, never the end of output.
@@ -80,7 +80,14 @@ def run() -> None:
     logging.getLogger("aiokafka").setLevel(logging.ERROR)  # retries it recovers from itself
     logging.getLogger("aiokafka").addFilter(kafka_bootstrap)
     try:
-        main(standalone_mode=True)
+        code = main(standalone_mode=False)
+    except click.UsageError as exc:
+        _usage(exc)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        fail("aborted")
     except KafkaConnectionError as exc:
         if kafka_bootstrap.last is None:
             fail(f"cannot reach a service: {exc}", 2)
@@ -100,3 +107,15 @@ def run() -> None:
         fail(f"kafka: {exc}", 2)
     except redis.RedisError as exc:
         fail(f"redis: {exc}", 2)
+    sys.exit(code if isinstance(code, int) else 0)  # an int: --help's or ctx.exit()'s
+
+
+def _usage(exc: click.UsageError) -> NoReturn:
+    """A bad command line in one line (click prints a usage block), exit 64."""
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):  # `profiles`, `profiles dlq`
+        click.echo(exc.ctx.get_help() if exc.ctx else "", err=True)
+        sys.exit(EXIT_USAGE)
+    path = exc.ctx.command_path if exc.ctx else "profiles"
+    message = " ".join(exc.format_message().split())
+    click.echo(f"{path}: bad parameter: {message} (see '{path} --help')", err=True)
+    sys.exit(EXIT_USAGE)

@@ -14,6 +14,7 @@ import click
 import redis
 
 from cli.common import (
+    EXIT_USAGE,
     definition,
     emit,
     fail,
@@ -256,13 +257,13 @@ def replay_command(
 
     cfg = settings()
     if from_beginning and since:
-        fail("--from-beginning and --since exclude each other", 2)
+        fail("bad parameter: --from-beginning and --since exclude each other", EXIT_USAGE)
     since_ms = None
     if since is not None:
         try:
             since_ms = parse_timestamp(int(since) if since.isdigit() else since)
         except ValueError as exc:
-            fail(f"--since: {exc}", 2)
+            fail(f"bad parameter: --since: {exc}", EXIT_USAGE)
 
     async def go() -> Any:
         await ensure_topics(cfg)
@@ -381,7 +382,7 @@ def _acl_line(user: str, rules: Callable[[], list[str]]) -> None:
         checked = rules()  # a bad app id or namespace fails before the password is asked
         click.echo(setuser(user, _acl_password(), checked))
     except ValueError as exc:
-        fail(str(exc), 2)
+        fail(f"bad parameter: {exc}", EXIT_USAGE)
 
 
 also_option = click.option(

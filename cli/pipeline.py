@@ -14,6 +14,7 @@ import click
 import redis
 
 from cli.common import (
+    EXIT_CONFIG,
     emit,
     fail,
     kafka_bootstrap,
@@ -234,7 +235,7 @@ def serve(host: str | None, port: int | None) -> None:
         try:
             tokens = Tokens(cfg.api_tokens.get_secret_value())
         except ValueError as exc:
-            fail(f"bad setting PROFILES_API_TOKENS: {exc}", 2)
+            fail(f"bad setting PROFILES_API_TOKENS: {exc}", EXIT_CONFIG)
     r = reader(cfg)
     try:
         r.namespace  # noqa: B018 -- Redis answers, or the server does not start

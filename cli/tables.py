@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
 
 
+def human(value: Any) -> str:
+    """A value as people write it: true/false, — for nothing, lists and objects as JSON."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
 def _kv(rows: list[tuple[str, Any]]) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
-        click.echo(f"  {key:<{width}}  {'—' if value is None else value}")
+        click.echo(f"  {key:<{width}}  {human(value)}")
 
 
 def user_table(u: dict[str, Any]) -> None:
@@ -38,11 +50,17 @@ def user_table(u: dict[str, Any]) -> None:
         _kv(sorted(u["properties"].items()))
 
 
+def period_words(frm: str | None, to: str | None) -> str:
+    """The period a view covers, as the page says it: all time, or its bounds."""
+    if frm is None and to is None:
+        return "all time"
+    return f"{frm or 'the first day'} to {to or 'today'}"
+
+
 def _overview(o: dict[str, Any]) -> None:
-    period = f"{o['from'] or 'start'} .. {o['to'] or 'now'}"
     click.echo(
-        f"overview {period}: {o['total_events']} events, {o['sessions']} sessions, "
-        f"avg {o['avg_session_seconds']:.1f} s"
+        f"overview, {period_words(o['from'], o['to'])}: {o['total_events']} track events, "
+        f"{o['sessions']} sessions, avg {o['avg_session_seconds']:.1f} s"
     )
     for title, items, label in (
         ("top events", o["top_events"], "name"),
@@ -55,7 +73,10 @@ def _overview(o: dict[str, Any]) -> None:
 
 def sessions_table(rows: list[dict[str, Any]]) -> None:
     for s in rows:
-        click.echo(f"{s['started_at']}  {s['duration_seconds']:>8.1f} s  {s['events']} events")
+        click.echo(
+            f"{s['started_at']}  {s['duration_seconds']:>8.1f} s  "
+            f"{s['events']} interactions (track, page, feedback, content)"
+        )
         for item in s["breakdown"]:
             click.echo(f"    {item['at'][11:23]}  {item['type']:<8}  {item['name']}")
     if not rows:

@@ -38,7 +38,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "a bad parameter"),
         (401, "no token, or an unknown one"),
         (403, "the token does not grant this app"),
-        (404, "no such user, company or segment"),
+        (404, "no such app (no users or companies), user, company or segment"),
     ]
 }
 T = TypeVar("T")
@@ -201,7 +201,7 @@ def create_app(settings: Settings, tokens: Tokens, reader: Reader) -> FastAPI:
         if q is not None:
             rows, after = answer(lambda: reader.find_users(app_id, q, limit=limit, cursor=cursor))
             return {"users": rows, "next_cursor": after, "total": None}
-        rows, after = reader.users(app_id, sort=sort, limit=limit, cursor=cursor)
+        rows, after = answer(lambda: reader.users(app_id, sort=sort, limit=limit, cursor=cursor))
         return {"users": rows, "next_cursor": after, "total": reader.count_users(app_id)}
 
     @users.get("/users/{user_id}/daily", response_model=models.Daily, tags=["users"])
@@ -271,7 +271,7 @@ def create_app(settings: Settings, tokens: Tokens, reader: Reader) -> FastAPI:
     @users.get("/companies", response_model=models.CompaniesPage, tags=["companies"])
     def companies(app_id: App, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
         """The app's companies in id order."""
-        rows, after = reader.companies(app_id, limit=limit, cursor=cursor)
+        rows, after = answer(lambda: reader.companies(app_id, limit=limit, cursor=cursor))
         return {"companies": rows, "next_cursor": after, "total": reader.count_companies(app_id)}
 
     @users.get("/companies/{company_id}/daily", response_model=models.Daily, tags=["companies"])

@@ -19,7 +19,7 @@ from projections.namespaces import Resolver
 
 
 class NotFound(LookupError):
-    """The user or company does not exist (or was deleted)."""
+    """The app, user or company does not exist (or was deleted)."""
 
 
 class Hashes(Protocol):
@@ -218,7 +218,7 @@ class Reader:
                 lambda b: keys.companies_index(ns, app_id, b), after, limit - len(rows)
             )
             if not members:
-                return rows, None
+                return self._known(app_id, rows, cursor), None
             ids = [keys.index_user(m) for m in members]
             pipe = self._r.pipeline(transaction=False)
             for company_id in ids:
@@ -260,7 +260,7 @@ class Reader:
         while len(rows) < limit:
             members = self._index_page(app_id, sort, after, limit - len(rows))
             if not members:
-                return rows, None
+                return self._known(app_id, rows, cursor), None
             rows += self._rows(app_id, sort, members)
             after = members[-1]
         return rows, after
@@ -297,7 +297,7 @@ class Reader:
             if len(rows) >= limit:
                 return rows, f"{sort}:{after}"
             after = None
-        return rows, None
+        return self._known(app_id, rows, cursor), None
 
     def _rows(
         self,
@@ -320,6 +320,16 @@ class Reader:
             if name is not None:
                 header = {**header, "company_name": name}
             rows.append(views.users_row(user_id, header))
+        return rows
+
+    def _known(
+        self, app_id: str, rows: list[dict[str, Any]], cursor: str | None
+    ) -> list[dict[str, Any]]:
+        """The rows of a first page; NotFound when it is empty because the app has no data
+        (no user and no company listed), not because nothing matched."""
+        empty = not rows and cursor is None
+        if empty and not self.count_users(app_id) and not self.count_companies(app_id):
+            raise NotFound(f"app {app_id!r} has no users or companies")
         return rows
 
     def count_users(self, app_id: str) -> int:

@@ -26,7 +26,7 @@ from redis.exceptions import NoPermissionError
 
 from cli.main import main
 from projections import acl, keys
-from projections.reader import Reader
+from projections.reader import NotFound, Reader
 from schemas.generate import generate
 from streams.redis_clients import sync_client
 from streams.settings import Settings
@@ -402,9 +402,9 @@ def test_tls_with_a_client_certificate(tmp_path: Path) -> None:
                 [PROFILES, *args], env=run_env, text=True, capture_output=True, timeout=60
             )
 
-        listed = profiles("users", "acme-app", "--json")
-        assert listed.returncode == 0, listed.stderr
-        assert json.loads(listed.stdout)["users"] == []
+        listed = profiles("users", "acme-app", "--json")  # Redis answered: the app is empty
+        assert listed.returncode == 3, listed.stderr
+        assert listed.stderr == "profiles: app 'acme-app' has no users or companies\n"
         missing = profiles("user", "acme-app", "u-1", "--json")
         assert missing.returncode == 3 and "not found" in missing.stderr
         reader = Reader.from_url(
@@ -416,7 +416,8 @@ def test_tls_with_a_client_certificate(tmp_path: Path) -> None:
             ssl_certfile=str(certs["client.pem"]),
             ssl_keyfile=str(certs["client.key"]),
         )
-        assert reader.users("acme-app") == ([], None)
+        with pytest.raises(NotFound):
+            reader.users("acme-app")
         assert denied(lambda: reader.users("other-app"))
 
         other_ca = make_certs(tmp_path, "-other")["ca.pem"]

@@ -390,6 +390,17 @@ def test_bad_parameters_get_one_line_errors(
     assert says in error and "\n" not in error
 
 
+def test_an_app_without_data_is_not_found(site: Site) -> None:
+    """An app with no users and no companies answers 404 as an unknown user does, not an
+    empty list; an app with data and a search that finds nothing answers an empty page."""
+    for path, params in (("users", {}), ("users", {"q": "a"}), ("companies", {})):
+        response = site.get(f"/api/apps/no-such-app/{path}", token=ADMIN, **params)
+        assert response.status_code == 404, response.text
+        assert response.json() == {"error": "app 'no-such-app' has no users or companies"}
+    found = site.get(f"/api/apps/{site.apps[0]}/users", q="no-such-user-prefix-at-all")
+    assert found.status_code == 200 and found.json()["users"] == []
+
+
 def test_bad_command_bodies(site: Site) -> None:
     app, user = busiest_user(site)
     headers = {"Authorization": f"Bearer {site.token[app]}"}
@@ -503,7 +514,7 @@ def test_serve_refuses_to_start_in_one_line(services: None) -> None:
         )
 
     bad = serve(0, PROFILES_API_TOKENS="app-1=short")
-    assert bad.returncode == 2
+    assert bad.returncode == 78  # a bad setting (EX_CONFIG)
     assert bad.stderr.count("\n") == 1 and "PROFILES_API_TOKENS" in bad.stderr
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -6,6 +6,8 @@ import asyncio
 import random
 from typing import Any
 
+import reference
+
 from projections.company import Contribution
 from projections.company_step import DirectSink, apply_company_batch
 from projections.reader import NotFound, Reader
@@ -99,3 +101,16 @@ def random_batches(n: int, rng: random.Random, redeliver: float = 0.2) -> list[l
             batches.append(order[start : i + size])
         i += size
     return batches
+
+
+def users_page(
+    reader: Reader, records: list[dict[str, Any]], app: str, now_ms: int, **page: Any
+) -> Any:
+    """`reader.users(app, **page)`; its NotFound only for an app the reference has no user
+    and no company of (tests/unit/test_search.py checks it is raised then)."""
+    try:
+        return reader.users(app, **page)
+    except NotFound:
+        assert not reference.users_list(records, app, now_ms=now_ms)
+        assert not reference.company_ids(records, now_ms=now_ms)
+        return [], None

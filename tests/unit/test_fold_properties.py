@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import reference as ref
-from foldkit import fold, random_batches, views
+from foldkit import fold, random_batches, users_page, views
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -185,11 +185,13 @@ def test_any_order_duplicates_and_batches_give_the_batch_answer(
                 records, company, **dict(period)
             ), (company, period)
     for sort in ("last_seen", "signed_up"):
-        listed, _cursor = reader.users("app", sort=sort, limit=100)
+        listed, _cursor = users_page(reader, records, "app", NOW, sort=sort, limit=100)
         assert listed == ref.users_list(records, "app", now_ms=NOW, sort=sort), sort
         paged, cursor = [], None
         while True:  # two at a time, resuming from each page's cursor
-            page, cursor = reader.users("app", sort=sort, limit=2, cursor=cursor)
+            page, cursor = users_page(
+                reader, records, "app", NOW, sort=sort, limit=2, cursor=cursor
+            )
             paged += page
             if cursor is None:
                 break

