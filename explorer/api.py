@@ -269,9 +269,34 @@ def create_app(settings: Settings, tokens: Tokens, reader: Reader) -> FastAPI:
         return {k: record[k] for k in ("command_id", "command", "user_id", "issued_at")}
 
     @users.get("/companies", response_model=models.CompaniesPage, tags=["companies"])
-    def companies(app_id: App, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
-        """The app's companies in id order."""
-        rows, after = answer(lambda: reader.companies(app_id, limit=limit, cursor=cursor))
+    def companies(
+        app_id: App,
+        q: Annotated[
+            str | None,
+            Query(
+                min_length=1,
+                max_length=200,
+                description="prefix of the company id (exact case) or name (any case; "
+                "a company without a name: its id)",
+            ),
+        ] = None,
+        sort: Annotated[
+            Literal["id", "last_seen", "users", "name"],
+            Query(description="id; last seen, newest first; most users first; name A to Z"),
+        ] = "id",
+        limit: Limit = 50,
+        cursor: Cursor = None,
+    ) -> dict[str, Any]:
+        """The app's companies in `sort` order (then id); with `q`, the companies it finds (id
+        matches, then name matches)."""
+        if q is not None:
+            rows, after = answer(
+                lambda: reader.find_companies(app_id, q, limit=limit, cursor=cursor)
+            )
+            return {"companies": rows, "next_cursor": after, "total": None}
+        rows, after = answer(
+            lambda: reader.companies(app_id, sort=sort, limit=limit, cursor=cursor)
+        )
         return {"companies": rows, "next_cursor": after, "total": reader.count_companies(app_id)}
 
     @users.get("/companies/{company_id}/daily", response_model=models.Daily, tags=["companies"])

@@ -150,7 +150,7 @@ class CompaniesRow(BaseModel):
 class CompaniesPage(BaseModel):
     companies: list[CompaniesRow]
     next_cursor: str | None
-    total: int
+    total: int | None = Field(description="companies of the app (null when searching)")
 
 
 class CompanyUser(BaseModel):

@@ -8,6 +8,7 @@ reader.user("app-1", "user-42", frm="2026-11-01", to="2026-11-28")
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol
 
 import redis
@@ -206,28 +207,64 @@ class Reader:
         return views.daily(by_day, first, last)
 
     def companies(
-        self, app_id: str, *, limit: int = 50, cursor: str | None = None
+        self, app_id: str, *, sort: str = "id", limit: int = 50, cursor: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """One page of the app's companies in id order; returns (rows, cursor of the next page).
-        The index is a hint: a company is listed only while it has a header."""
+        """One page of the app's companies; returns (rows, cursor of the next page). `sort`
+        is one of keys.COMPANY_SORTS: `last_seen` newest first (never seen last), `users` most
+        first, `name` A to Z (case-folded; the id of a company without one), `id`; then id.
+
+        The indexes are hints: a company is listed only while its header agrees with the
+        entry."""
+        if sort not in keys.COMPANY_SORTS:
+            raise ValueError(f"sort is one of {', '.join(keys.COMPANY_SORTS)}")
         ns = self.namespace
         rows: list[dict[str, Any]] = []
         after = cursor
         while len(rows) < limit:
             members = self._page(
-                lambda b: keys.companies_index(ns, app_id, b), after, limit - len(rows)
+                lambda b: keys.companies_index(ns, app_id, b, sort), after, limit - len(rows)
             )
             if not members:
                 return self._known(app_id, rows, cursor), None
-            ids = [keys.index_user(m) for m in members]
-            pipe = self._r.pipeline(transaction=False)
-            for company_id in ids:
-                pipe.hget(keys.company(ns, app_id, company_id), keys.HEADER)
-            for company_id, raw in zip(ids, pipe.execute(), strict=True):
-                if raw is not None:
-                    rows.append(views.companies_row(company_id, decode_field(raw)))
+            rows += self._company_rows(app_id, sort, members)
             after = members[-1]
         return rows, after
+
+    def find_companies(
+        self, app_id: str, prefix: str, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the companies whose id starts with `prefix` (as written), or whose name
+        starts with it (any case; a company without a name: its id); returns (rows, cursor of
+        the next page). Each company once: the id matches in id order, then the name matches
+        by name."""
+        ns = self.namespace
+
+        def key_of(sort: str, bucket: int) -> str:
+            return keys.companies_index(ns, app_id, bucket, sort)
+
+        def rows_of(sort: str, members: list[str]) -> list[dict[str, Any]]:
+            return self._company_rows(app_id, sort, members, prefix)
+
+        return self._search(app_id, COMPANY_SEARCH, prefix, limit, cursor, key_of, rows_of)
+
+    def _company_rows(
+        self, app_id: str, sort: str, members: list[str], prefix: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The companies-list rows of index entries that their company's header agrees with
+        (and, searching `prefix`, that it matches first under this index)."""
+        ids = [keys.index_user(m) for m in members]
+        pipe = self._r.pipeline(transaction=False)
+        for company_id in ids:
+            pipe.hget(keys.company(self.namespace, app_id, company_id), keys.HEADER)
+        rows = []
+        for member, company_id, raw in zip(members, ids, pipe.execute(), strict=True):
+            header = None if raw is None else decode_field(raw)
+            if header is None or keys.company_index_members(header, company_id)[sort] != member:
+                continue
+            if prefix is not None and _company_matched(header, company_id, prefix) != sort:
+                continue
+            rows.append(views.companies_row(company_id, header))
+        return rows
 
     def count_companies(self, app_id: str) -> int:
         """About how many companies the app has (index entries; exact unless a step crashed)."""
@@ -273,26 +310,44 @@ class Reader:
 
         A user is listed once, under the first of id, name, email that matches; the id
         matches come first in id order, then the name matches by name, then the email ones."""
+        ns = self.namespace
+
+        def key_of(sort: str, bucket: int) -> str:
+            return keys.users_index(ns, app_id, sort, bucket)
+
+        def rows_of(sort: str, members: list[str]) -> list[dict[str, Any]]:
+            return self._rows(app_id, sort, members, lambda h, u: _matched(h, u, prefix))
+
+        return self._search(app_id, SEARCH_ORDER, prefix, limit, cursor, key_of, rows_of)
+
+    def _search(
+        self,
+        app_id: str,
+        order: tuple[str, ...],
+        prefix: str,
+        limit: int,
+        cursor: str | None,
+        key_of: Callable[[str, int], str],
+        rows_of: Callable[[str, list[str]], list[dict[str, Any]]],
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A prefix search over the indexes of `order` in turn (`id` entries by the text as
+        written, the others by its case-folded form); the cursor says which index and entry
+        the next page starts after. `rows_of` keeps the rows an index lists first."""
         if not prefix:
             raise ValueError("the search text is empty")
-        stage, after = SEARCH_ORDER[0], None
+        stage, after = order[0], None
         if cursor is not None:
             stage, _, after = cursor.partition(":")
-            if stage not in SEARCH_ORDER or not after:
+            if stage not in order or not after:
                 raise ValueError("cursor is not one of this search's")
-        ns = self.namespace
         rows: list[dict[str, Any]] = []
-        for sort in SEARCH_ORDER[SEARCH_ORDER.index(stage) :]:
+        for sort in order[order.index(stage) :]:
             start = keys.id_member(prefix) if sort == "id" else keys.search_key(prefix)
-
-            def key_of(bucket: int, sort: str = sort) -> str:
-                return keys.users_index(ns, app_id, sort, bucket)
-
             while len(rows) < limit:
-                members = self._page(key_of, after, limit - len(rows), start)
+                members = self._page(partial(key_of, sort), after, limit - len(rows), start)
                 if not members:
                     break
-                rows += self._rows(app_id, sort, members, lambda h, u: _matched(h, u, prefix))
+                rows += rows_of(sort, members)
                 after = members[-1]
             if len(rows) >= limit:
                 return rows, f"{sort}:{after}"
@@ -461,6 +516,7 @@ class Reader:
 
 
 SEARCH_ORDER = ("id", *keys.SEARCH_FIELDS)
+COMPANY_SEARCH = ("id", "name")
 
 
 def _matched(header: dict[str, Any], user_id: str, prefix: str) -> str | None:
@@ -473,6 +529,14 @@ def _matched(header: dict[str, Any], user_id: str, prefix: str) -> str | None:
         if isinstance(value, str) and value.casefold().startswith(folded):
             return name
     return None
+
+
+def _company_matched(header: dict[str, Any], company_id: str, prefix: str) -> str | None:
+    """The first of id, name (the id when it has none) that starts with the searched text."""
+    if company_id.startswith(prefix):
+        return "id"
+    shown = header["name"] or company_id
+    return "name" if shown.casefold().startswith(prefix.casefold()) else None
 
 
 def _days(prefix: str, frm: str | None, to: str | None) -> Callable[[dict[str, Any]], list[str]]:
