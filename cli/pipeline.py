@@ -78,19 +78,35 @@ def publish(file: Any, as_json: bool) -> None:
 
 @click.command()
 @click.option("--partitions", "per_partition", is_flag=True, help="a line per topic partition")
+@click.option(
+    "--window",
+    type=click.FloatRange(min=0, max=60),
+    default=2.0,
+    show_default=True,
+    help="seconds over which to measure the rates (0: no rates)",
+)
 @click.option("--json", "as_json", is_flag=True)
-def status(per_partition: bool, as_json: bool) -> None:
-    """Lag, records processed and dead letters (--partitions: per topic partition too; --json:
-    everything)."""
+def status(per_partition: bool, window: float, as_json: bool) -> None:
+    """Workers, lag, records processed, the rates, dead letters (--partitions: per topic
+    partition too; --json: everything)."""
     from streams.status import pipeline_status
 
-    result = asyncio.run(pipeline_status(settings()))
+    result = asyncio.run(pipeline_status(settings(), window))
 
     def table(s: dict[str, Any]) -> None:
         for group in s["groups"]:
+            hosts = sorted({w["host"] for w in group["workers"]})
+            workers = len(group["workers"])
+            where = f" on {', '.join(hosts)}" if hosts else ""
             click.echo(
-                f"group {group['group']}: lag {group['lag']}, processed {group['processed']}"
+                f"group {group['group']}: {workers} worker{'s' * (workers != 1)}{where}, "
+                f"lag {group['lag']}, processed {group['processed']}"
             )
+            if "rate" in group:
+                click.echo(
+                    f"  over {window:g} s: {group['rate']:,.0f} records/s processed, "
+                    f"{group['incoming']:,.0f} records/s arriving"
+                )
             for row in group["partitions"] if per_partition else []:
                 if row["end"]:
                     click.echo(

@@ -22,7 +22,11 @@ from aiokafka.errors import (
     UnsupportedSaslMechanismError,
     for_code,
 )
-from aiokafka.protocol.admin import DeleteGroupsRequest
+from aiokafka.protocol.admin import (
+    DeleteGroupsRequest,
+    DescribeGroupsRequest,
+    DescribeGroupsRequest_v1,
+)
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import Array, Boolean, Int8, Int16, Int32, Schema, String
 
@@ -512,6 +516,30 @@ async def committed_offsets(settings: Settings, group: str) -> dict[TopicPartiti
     finally:
         await admin.close()
     return {tp: meta.offset for tp, meta in found.items() if meta is not None and meta.offset >= 0}
+
+
+class _DescribeGroupsV1(DescribeGroupsRequest):
+    """DescribeGroups at version 1: aiokafka 0.14 picks version 3 against Kafka 4 and cannot
+    decode the answer."""
+
+    def build(self, request_struct_class: Any) -> Any:
+        return DescribeGroupsRequest_v1(self._groups)
+
+
+async def group_members(settings: Settings, group: str) -> list[dict[str, str]]:
+    """The group's members now (the workers): client id and host of each, in id order."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        node = await admin.find_coordinator(group)
+        response = await admin._send_request_to_node(node, _DescribeGroupsV1([group]))
+    finally:
+        await admin.close()
+    members = [m for g in response.groups if g[1] == group for m in g[5]]
+    return sorted(
+        ({"member": m[0], "client": m[1], "host": m[2].lstrip("/")} for m in members),
+        key=lambda m: m["member"],
+    )
 
 
 async def delete_groups(settings: Settings, groups: list[str]) -> list[str]:

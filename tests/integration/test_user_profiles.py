@@ -28,8 +28,11 @@ def test_every_user_equals_the_batch_computation(pipeline: Any) -> None:
     status = pipeline.wait_idle()
     assert status["dlq"] == 0
     assert status["groups"][0]["processed"] == len(records)
+    assert len(status["groups"][0]["workers"]) == 1
     summary = pipeline.cli("status").stdout.splitlines()  # a summary; partitions when asked
-    assert summary[0].endswith(f"lag 0, processed {len(records)}") and len(summary) == 2
+    assert summary[0].endswith(f": 1 worker on 127.0.0.1, lag 0, processed {len(records)}")
+    assert summary[1] == "  over 2 s: 0 records/s processed, 0 records/s arriving"
+    assert summary[2] == "dead letters: 0" and len(summary) == 3, summary
     detailed = pipeline.cli("status", "--partitions").stdout
     assert detailed.count(" committed ") == sum(
         1 for r in status["groups"][0]["partitions"] if r["end"]

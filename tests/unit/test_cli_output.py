@@ -115,3 +115,19 @@ def test_human_output_writes_values_as_people_do(capsys: pytest.CaptureFixture[s
     assert any(line.split() == ["email", "—"] for line in out.splitlines()), out
     assert "overview, all time: 1 track events, 1 sessions" in out, out
     assert "2 interactions (track, page, feedback, content)" in out, out
+
+
+def test_the_rates_of_status_are_what_moved_over_the_window() -> None:
+    from aiokafka import TopicPartition
+
+    from streams.status import rates_between
+
+    a, b = TopicPartition("p.track", 0), TopicPartition("p.page", 3)
+    begins = {a: 100, b: 0}
+    then = ({a: 500, b: 40}, {b: 10})  # a: nothing committed yet, at its beginning
+    now = ({a: 900, b: 40}, {a: 300, b: 40})
+    assert rates_between([a, b], begins, then, now, 2.0) == {
+        "rate": (200 + 30) / 2.0,
+        "incoming": 400 / 2.0,
+        "window_seconds": 2.0,
+    }
