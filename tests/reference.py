@@ -816,6 +816,65 @@ def users_list(
     ]
 
 
+_COMPANY_SORTS = ("last_seen", "users", "name", "id")
+_COMPANY_ROW = (
+    "company_id",
+    "name",
+    "users_count",
+    "total_sessions",
+    "signed_up_at",
+    "last_seen_at",
+)
+
+
+def companies_list(
+    records: list[dict],
+    app_id: str,
+    *,
+    now_ms: int,
+    sort: str = "id",
+    gap_ms: int = DEFAULT_GAP_MS,
+    retention_days: int = DEFAULT_RETENTION_DAYS,
+) -> list:
+    """Every existing company of the app as the companies list shows it, sorted by
+    ``last_seen_at`` newest first, nulls last (sort="last_seen"), ``users_count`` most first
+    ("users"), the name A to Z, case-folded, the id when it has none ("name"), or nothing
+    ("id"); then company_id ascending."""
+    if sort not in _COMPANY_SORTS:
+        raise ValueError(f"unknown sort: {sort!r}")
+    views = [
+        company_view(
+            records, app_id, c, now_ms=now_ms, gap_ms=gap_ms, retention_days=retention_days
+        )
+        for a, c in company_ids(
+            records, now_ms=now_ms, gap_ms=gap_ms, retention_days=retention_days
+        )
+        if a == app_id
+    ]
+    rows = sorted((v for v in views if v is not None), key=lambda v: v["company_id"])
+    if sort == "last_seen":  # a stable sort: ties keep the id order, even reversed
+        rows.sort(key=lambda v: v["last_seen_at"] or "", reverse=True)
+    elif sort == "users":
+        rows.sort(key=lambda v: -v["users_count"])
+    elif sort == "name":
+        rows.sort(key=lambda v: (v["name"] or v["company_id"]).casefold())
+    return [{k: v[k] for k in _COMPANY_ROW} for v in rows]
+
+
+def find_companies(records: list[dict], app_id: str, q: str, *, now_ms: int) -> list:
+    """The companies whose id starts with `q` (id order), then those whose name (the id when it
+    has none) starts with it in any case (name order); each company once."""
+    by_id = companies_list(records, app_id, now_ms=now_ms)
+    by_name = companies_list(records, app_id, now_ms=now_ms, sort="name")
+    ids = [c for c in by_id if c["company_id"].startswith(q)]
+    named = [
+        c
+        for c in by_name
+        if c not in ids and (c["name"] or c["company_id"]).casefold().startswith(q.casefold())
+    ]
+    return ids + named
+
+
 # --------------------------------------------------------------------------- segments
 
 

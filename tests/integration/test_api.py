@@ -296,6 +296,28 @@ def test_companies_list_and_views(site: Site) -> None:
         assert users == ref.company_users_view(site.records, app, company, now_ms=site.now_ms)
 
 
+def test_companies_list_orders_and_search_page_through_exactly_the_reference(
+    site: Site,
+) -> None:
+    app = site.apps[0]
+    path, route = f"/api/apps/{app}/companies", "/api/apps/{app_id}/companies"
+    orders = {}
+    for sort in ("last_seen", "users", "name", "id"):
+        orders[sort] = ref.companies_list(site.records, app, now_ms=site.now_ms, sort=sort)
+        assert pages(site, app, path, "companies", 3, route, sort=sort) == orders[sort], sort
+    assert orders["last_seen"] != orders["id"] != orders["users"]  # the orders say something
+    first = site.ok(path, app, route, sort="users", limit=2)
+    assert first["total"] == len(orders["id"]) and first["companies"] == orders["users"][:2]
+    name = next(c["name"] for c in orders["users"] if c["name"])
+    for q in (name[:2].lower(), name[:2].upper(), orders["id"][0]["company_id"][:1], "zz-none"):
+        want = ref.find_companies(site.records, app, q, now_ms=site.now_ms)
+        assert pages(site, app, path, "companies", 2, route, q=q) == want, q
+        assert site.ok(path, app, route, q=q)["total"] is None
+    assert any(c["name"] == name for c in pages(site, app, path, "companies", 5, route, q=name))
+    refused = site.get(path, app, sort="signed_up")
+    assert refused.status_code == 400 and "sort" in refused.json()["error"]
+
+
 def test_segments_and_their_members(site: Site) -> None:
     app = site.apps[0]
     listed = site.ok(f"/api/apps/{app}/segments", app, "/api/apps/{app_id}/segments")
