@@ -2,7 +2,7 @@
 //
 //   #/apps/APP/users[?q=&sort=]            users list     (lists.js)
 //   #/apps/APP/users/USER?tab=&period=     user profile   (profiles.js, tabs in panels.js)
-//   #/apps/APP/companies                   companies list (lists.js)
+//   #/apps/APP/companies[?q=&sort=]        companies list (lists.js)
 //   #/apps/APP/companies/CO?tab=&period=   company profile (profiles.js)
 
 import { ApiError, get, paths, token } from "./api.js";
@@ -108,8 +108,11 @@ function route() {
   }
   const ctx = context(app, path);
   let view;
-  if (id === undefined) view = kind === "users" ? usersList(ctx, app, query) : companiesList(ctx, app);
-  else view = kind === "users" ? userProfile(ctx, app, id) : companyProfile(ctx, app, id);
+  if (id === undefined) {
+    view = kind === "users" ? usersList(ctx, app, query) : companiesList(ctx, app, query);
+  } else {
+    view = kind === "users" ? userProfile(ctx, app, id) : companyProfile(ctx, app, id);
+  }
   show(view, key);
   if (view.update) view.update(query);
   window.scrollTo(0, 0);

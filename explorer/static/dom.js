@@ -64,6 +64,13 @@ export function fmtTime(iso) {
   return `${d.toISOString().slice(0, 16).replace("T", " ")} UTC`;
 }
 
+/** The time of day of an RFC 3339 timestamp, to the second: "14:03:27" (UTC). */
+export function fmtClock(iso) {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? iso : d.toISOString().slice(11, 19);
+}
+
 export function fmtDate(iso) {
   return iso ? fmtTime(iso).slice(0, 10) : "—";
 }

@@ -66,67 +66,46 @@ function pagedTable(ctx, spec) {
   return { subtitle, box, moreBox, reload };
 }
 
-export function usersList(ctx, app, query) {
-  const q = query.get("q") || "";
-  const sort = query.get("sort") === "signed_up" ? "signed_up" : "last_seen";
-  const state = { q, sort };
+/** A list with a search box and a sort select, their state kept in the page's URL.
+ * `spec`: sorts [[id, label]] (the first the default), placeholder, label (of the search box
+ * and sort select), searchTestid, sortTestid, hrefOf(query) -> the list's href, table (the
+ * pagedTable spec without load), load({q, sort, cursor}) -> the API's page, testid, title. */
+function searchableList(ctx, query, spec) {
+  const sortIds = spec.sorts.map(([id]) => id);
+  const state = {
+    q: query.get("q") || "",
+    sort: sortIds.includes(query.get("sort")) ? query.get("sort") : sortIds[0],
+  };
   const search = h("input", {
     class: "input input-search",
     type: "search",
-    placeholder: "Search by id, name or email prefix",
-    value: q,
-    testid: "user-search",
-    "aria-label": "Search users",
+    placeholder: spec.placeholder,
+    value: state.q,
+    testid: spec.searchTestid,
+    "aria-label": `Search ${spec.label}`,
   });
   const sortSelect = h(
     "select",
-    { class: "select", testid: "sort-select", "aria-label": "Sort users" },
-    h("option", { value: "last_seen", selected: sort === "last_seen" }, "Last seen"),
-    h("option", { value: "signed_up", selected: sort === "signed_up" }, "Signed up"),
+    { class: "select", testid: spec.sortTestid, "aria-label": `Sort ${spec.label}` },
+    spec.sorts.map(([id, label]) => h("option", { value: id, selected: id === state.sort }, label)),
   );
-
-  const columns = [
-    {
-      label: "User",
-      cell: (u) => personLink(href.user(app, u.user_id), "user-link", u.name, u.user_id),
-    },
-    { label: "Email", cell: (u) => u.email || "—", class: "wrap" },
-    {
-      label: "Company",
-      cell: (u) =>
-        u.company_id
-          ? h("a", { href: href.company(app, u.company_id) }, u.company_name || u.company_id)
-          : "—",
-    },
-    { label: "Last seen", cell: (u) => ago(u.last_seen_at) },
-    { label: "Sessions", cell: (u) => fmtNumber(u.total_sessions), class: "num" },
-    { label: "", cell: (u) => (u.excluded ? badge("Excluded", "warn", "excluded-badge") : "") },
-  ];
-
   const { subtitle, box, moreBox, reload } = pagedTable(ctx, {
-    totalTestid: "users-total",
-    load: (cursor) => get(paths.users(app), { q: state.q, sort: state.sort, limit: PAGE, cursor }),
-    rowsKey: "users",
-    failText: "Could not load the users.",
-    caption: (rows, answer) =>
-      answer.total === null || answer.total === undefined
-        ? `${rows.length}${answer.next ? "+" : ""} matching “${state.q}”`
-        : `${fmtNumber(answer.total)} users`,
-    columns,
-    table: {
-      rowTestid: "user-row",
-      rowAttrs: (u) => ({ "data-user-id": u.user_id }),
-      testid: "users-table",
-    },
-    emptyText: () => (state.q ? "No user matches." : "No users yet."),
+    ...spec.table(state),
+    load: (cursor) => spec.load({ q: state.q, sort: state.sort, cursor }),
   });
-
+  // A search lists id matches first, then the others (the API's order): no sort applies.
+  const sortable = () => {
+    sortSelect.disabled = Boolean(state.q);
+    sortSelect.title = state.q ? "search results come id matches first, not sorted" : "";
+  };
+  sortable();
   const remember = () => {
+    sortable();
     // Keep the list's state in the URL (back/forward, reload) without a new history entry.
     const qs = {};
     if (state.q) qs.q = state.q;
-    if (state.sort !== "last_seen") qs.sort = state.sort;
-    history.replaceState(null, "", href.users(app, qs));
+    if (state.sort !== sortIds[0]) qs.sort = state.sort;
+    history.replaceState(null, "", spec.hrefOf(qs));
     ctx.rekey();
   };
   search.addEventListener(
@@ -146,8 +125,8 @@ export function usersList(ctx, app, query) {
   return {
     el: h(
       "section",
-      { class: "page", testid: "users-page" },
-      pageHeader("Users", subtitle),
+      { class: "page", testid: spec.testid },
+      pageHeader(spec.title, subtitle),
       h("div", { class: "toolbar" }, search, h("label", { class: "muted" }, "Sort by"), sortSelect),
       box,
       moreBox,
@@ -155,7 +134,62 @@ export function usersList(ctx, app, query) {
   };
 }
 
-export function companiesList(ctx, app) {
+/** The caption of a list: its total, or while searching the rows found. */
+function counted(noun, state) {
+  return (rows, answer) =>
+    answer.total === null || answer.total === undefined
+      ? `${rows.length}${answer.next ? "+" : ""} matching “${state.q}”`
+      : `${fmtNumber(answer.total)} ${noun}`;
+}
+
+export function usersList(ctx, app, query) {
+  const columns = [
+    {
+      label: "User",
+      cell: (u) => personLink(href.user(app, u.user_id), "user-link", u.name, u.user_id),
+    },
+    { label: "Email", cell: (u) => u.email || "—", class: "wrap" },
+    {
+      label: "Company",
+      cell: (u) =>
+        u.company_id
+          ? h("a", { href: href.company(app, u.company_id) }, u.company_name || u.company_id)
+          : "—",
+    },
+    { label: "Last seen", cell: (u) => ago(u.last_seen_at) },
+    { label: "Sessions", cell: (u) => fmtNumber(u.total_sessions), class: "num" },
+    { label: "", cell: (u) => (u.excluded ? badge("Excluded", "warn", "excluded-badge") : "") },
+  ];
+  return searchableList(ctx, query, {
+    title: "Users",
+    testid: "users-page",
+    label: "users",
+    sorts: [
+      ["last_seen", "Last seen"],
+      ["signed_up", "Signed up"],
+    ],
+    placeholder: "Search by id, name or email prefix",
+    searchTestid: "user-search",
+    sortTestid: "sort-select",
+    hrefOf: (qs) => href.users(app, qs),
+    load: ({ q, sort, cursor }) => get(paths.users(app), { q, sort, limit: PAGE, cursor }),
+    table: (state) => ({
+      totalTestid: "users-total",
+      rowsKey: "users",
+      failText: "Could not load the users.",
+      caption: counted("users", state),
+      columns,
+      table: {
+        rowTestid: "user-row",
+        rowAttrs: (u) => ({ "data-user-id": u.user_id }),
+        testid: "users-table",
+      },
+      emptyText: () => (state.q ? "No user matches." : "No users yet."),
+    }),
+  });
+}
+
+export function companiesList(ctx, app, query) {
   const columns = [
     {
       label: "Company",
@@ -166,32 +200,33 @@ export function companiesList(ctx, app) {
     { label: "Sessions", cell: (c) => fmtNumber(c.total_sessions), class: "num" },
     { label: "Last seen", cell: (c) => ago(c.last_seen_at) },
   ];
-  const { subtitle, box, moreBox, reload } = pagedTable(ctx, {
-    totalTestid: "companies-total",
-    load: (cursor) => get(paths.companies(app), { limit: PAGE, cursor }),
-    rowsKey: "companies",
-    failText: "Could not load the companies.",
-    // `total` is an extra of the API (not in every version): the rows shown otherwise.
-    caption: (rows, answer) =>
-      typeof answer.total === "number"
-        ? `${fmtNumber(answer.total)} companies`
-        : `${rows.length}${answer.next ? "+" : ""} companies`,
-    columns,
-    table: {
-      rowTestid: "company-row",
-      rowAttrs: (c) => ({ "data-company-id": c.company_id }),
-      testid: "companies-table",
-    },
-    emptyText: () => "No companies yet.",
+  return searchableList(ctx, query, {
+    title: "Companies",
+    testid: "companies-page",
+    label: "companies",
+    sorts: [
+      ["last_seen", "Last seen"],
+      ["users", "Most users"],
+      ["name", "Name (A–Z)"],
+      ["id", "Id"],
+    ],
+    placeholder: "Search by id or name prefix",
+    searchTestid: "company-search",
+    sortTestid: "company-sort",
+    hrefOf: (qs) => href.companies(app, qs),
+    load: ({ q, sort, cursor }) => get(paths.companies(app), { q, sort, limit: PAGE, cursor }),
+    table: (state) => ({
+      totalTestid: "companies-total",
+      rowsKey: "companies",
+      failText: "Could not load the companies.",
+      caption: counted("companies", state),
+      columns,
+      table: {
+        rowTestid: "company-row",
+        rowAttrs: (c) => ({ "data-company-id": c.company_id }),
+        testid: "companies-table",
+      },
+      emptyText: () => (state.q ? "No company matches." : "No companies yet."),
+    }),
   });
-  reload();
-  return {
-    el: h(
-      "section",
-      { class: "page", testid: "companies-page" },
-      pageHeader("Companies", subtitle),
-      box,
-      moreBox,
-    ),
-  };
 }

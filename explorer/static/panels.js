@@ -8,6 +8,7 @@ import {
   badge,
   debounce,
   empty,
+  fmtClock,
   fmtDuration,
   fmtNumber,
   fmtTime,
@@ -27,12 +28,13 @@ export function changed(query, change) {
   return next;
 }
 
-function metric(label, text, value, testid) {
+function metric(label, text, value, testid, hint) {
   return h(
     "div",
     { class: "card metric" },
-    h("span", { class: "metric-label" }, label),
+    h("span", { class: "metric-label", testid: `${testid}-label` }, label),
     h("span", { class: "metric-value", testid, "data-value": value }, text),
+    hint ? h("span", { class: "metric-hint muted" }, hint) : null,
   );
 }
 
@@ -45,7 +47,7 @@ export function card(title, ...body) {
 function topTables(overview, search) {
   const events = table(
     [
-      { label: "Event", cell: (e) => e.name, class: "wrap" },
+      { label: "Tracked event", cell: (e) => e.name, class: "wrap" },
       { label: "Count", cell: (e) => fmtNumber(e.count), class: "num" },
     ],
     overview.top_events,
@@ -61,7 +63,7 @@ function topTables(overview, search) {
   );
   return [
     h("div", { class: "card", testid: "top-events", "data-search": search }, [
-      h("h3", { class: "card-title" }, "Top events"),
+      h("h3", { class: "card-title" }, "Top tracked events"),
       events,
     ]),
     h("div", { class: "card", testid: "top-pages", "data-search": search }, [
@@ -106,13 +108,26 @@ export function overviewTab(ctx, state, base, profile, days, extra) {
     h(
       "div",
       { class: "grid-3" },
-      metric("Total events", fmtNumber(o.total_events), o.total_events, "total-events"),
-      metric("Sessions", fmtNumber(o.sessions), o.sessions, "sessions-count"),
+      metric(
+        "Tracked events",
+        fmtNumber(o.total_events),
+        o.total_events,
+        "total-events",
+        "track calls only: no page views, survey answers or content views",
+      ),
+      metric(
+        "Sessions started",
+        fmtNumber(o.sessions),
+        o.sessions,
+        "sessions-count",
+        "a session counts every interaction of the user",
+      ),
       metric(
         "Avg session length",
         fmtDuration(o.avg_session_seconds),
         o.avg_session_seconds,
         "avg-session",
+        "first to last interaction",
       ),
     ),
     card("Activity per day", dailyChart(days)),
@@ -137,38 +152,74 @@ function periodTab(ctx, state, ...body) {
 
 // ---- user tabs ----------------------------------------------------------------------------
 
-export function sessionsTab(ctx, state, sessions) {
-  const list = sessions.map((session, i) =>
+/** A session's interactions as the badge counts them, and how many of them are tracked events
+ * (the overview's "Tracked events" counts only those). */
+function interactions(session) {
+  const tracked = session.breakdown.filter((e) => e.type === "track").length;
+  const all = `${fmtNumber(session.events)} interaction${session.events === 1 ? "" : "s"}`;
+  return [
     h(
+      "span",
+      {
+        class: "pill",
+        testid: "session-interactions",
+        title: "every interaction: page views, tracked events, survey answers, content",
+      },
+      all,
+    ),
+    h(
+      "span",
+      { class: "muted", testid: "session-tracked" },
+      `${fmtNumber(tracked)} tracked event${tracked === 1 ? "" : "s"}`,
+    ),
+  ];
+}
+
+/** A breakdown row's name: a page view's is its page, shown once (in the Page column). */
+function stepName(e) {
+  if (e.type === "page" && e.name === e.page) return h("span", { class: "muted" }, "page view");
+  return e.name ?? "—";
+}
+
+export function sessionsTab(ctx, state, sessions) {
+  const list = sessions.map((session, i) => {
+    const summary = h(
+      "summary",
+      { "aria-expanded": "false", testid: "session-summary" },
+      h("span", { class: "chevron", "aria-hidden": "true" }),
+      h("span", { class: "session-when" }, fmtTime(session.started_at)),
+      h("span", { class: "muted session-length" }, fmtDuration(session.duration_seconds)),
+      interactions(session),
+    );
+    const row = h(
       "details",
       { class: "session", testid: "session-row", "data-index": i },
-      h(
-        "summary",
-        {},
-        h("span", { class: "session-when" }, fmtTime(session.started_at)),
-        h("span", { class: "muted" }, fmtDuration(session.duration_seconds)),
-        h("span", { class: "pill" }, `${fmtNumber(session.events)} events`),
-      ),
+      summary,
       h(
         "div",
         { testid: "session-breakdown" },
         table(
           [
-            { label: "Time", cell: (e) => fmtTime(e.at).slice(11) },
+            { label: "Time (UTC)", cell: (e) => fmtClock(e.at), class: "mono" },
             { label: "Type", cell: (e) => badge(e.type, e.type) },
-            { label: "Name", cell: (e) => e.name ?? "—", class: "wrap" },
+            { label: "Name", cell: stepName, class: "wrap" },
             { label: "Page", cell: (e) => e.page ?? "—", class: "wrap mono" },
           ],
           session.breakdown,
-          { rowTestid: "breakdown-row" },
+          { rowTestid: "breakdown-row", rowAttrs: (e) => ({ "data-type": e.type }) },
         ),
       ),
-    ),
-  );
+    );
+    row.addEventListener("toggle", () => {
+      summary.setAttribute("aria-expanded", row.open ? "true" : "false");
+    });
+    return row;
+  });
+  const count = `${sessions.length} session${sessions.length === 1 ? "" : "s"}`;
   const note =
     sessions.length >= SESSION_LIMIT
-      ? `the newest ${SESSION_LIMIT} sessions of the period`
-      : `${sessions.length} session${sessions.length === 1 ? "" : "s"} in the period, newest first`;
+      ? `the newest ${SESSION_LIMIT} sessions of the period; open one to see its interactions`
+      : `${count} in the period, newest first; open one to see its interactions`;
   return periodTab(
     ctx,
     state,

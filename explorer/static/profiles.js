@@ -312,9 +312,6 @@ export function companyProfile(ctx, app, companyId) {
   }
 
   function companyHead(p) {
-    const since = p.signed_up_at
-      ? fact("Signed up", fmtDate(p.signed_up_at), "company-signed-up")
-      : fact("First seen", fmtDate(p.first_seen_at), "company-first-seen");
     return h(
       "div",
       { class: "card profile-card" },
@@ -335,7 +332,8 @@ export function companyProfile(ctx, app, companyId) {
         fact("Users", fmtNumber(p.users_count), "company-users-count"),
         fact("Total sessions", fmtNumber(p.total_sessions), "company-total-sessions"),
         fact("Last seen", ago(p.last_seen_at), "company-last-seen"),
-        since,
+        fact("First seen", fmtDate(p.first_seen_at), "company-first-seen"),
+        fact("Signed up", fmtDate(p.signed_up_at), "company-signed-up"),
       ),
     );
   }

@@ -146,6 +146,16 @@ export function periodOf(query) {
   return { kind, from: null, to: null };
 }
 
+/** The period in words, as a tab's figures cover it: "Last 30 days (2026-11-04 – 2026-12-03)",
+ * "All time", "Custom range (from 2026-11-10)". UTC days, as the API's. */
+export function periodLabel(period) {
+  if (period.kind === "all" || !(period.from || period.to)) return "All time";
+  const name = PERIODS.find(([id]) => id === period.kind)[1];
+  if (period.from && period.to) return `${name} (${period.from} – ${period.to})`;
+  if (period.from) return `${name} (from ${period.from})`;
+  return period.to ? `${name} (until ${period.to})` : name;
+}
+
 /** Writes the period into a route query (the inverse of periodOf). */
 export function setPeriod(query, period) {
   query.set("period", period.kind);
@@ -213,10 +223,6 @@ export function periodPicker(period, onChange) {
       onChange(periodOf(new URLSearchParams({ period: select.value })));
     }
   });
-  const range =
-    period.from || period.to
-      ? `${period.from || "…"} → ${period.to || "…"} (UTC)`
-      : "all activity";
   return h(
     "div",
     { class: "period" },
@@ -230,7 +236,9 @@ export function periodPicker(period, onChange) {
         "data-from": period.from || "",
         "data-to": period.to || "",
       },
-      range,
+      "Figures for ",
+      h("strong", { class: "period-label", testid: "period-label" }, periodLabel(period)),
+      ", UTC days",
     ),
   );
 }

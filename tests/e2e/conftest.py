@@ -35,9 +35,12 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
-    """Where the screenshots go: PROFILES_TEST_ARTIFACTS, else test-artifacts/e2e."""
+    """Where the screenshots go: PROFILES_TEST_ARTIFACTS, else test-artifacts/e2e. An earlier
+    run's screenshots (`NN-step.png`) go first, so the folder holds this run's only."""
     path = Path(os.environ.get("PROFILES_TEST_ARTIFACTS") or ROOT / "test-artifacts" / "e2e")
     path.mkdir(parents=True, exist_ok=True)
+    for old in path.glob("[0-9][0-9]-*.png"):
+        old.unlink()
     return path
 
 

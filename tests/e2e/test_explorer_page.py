@@ -62,6 +62,61 @@ def shown_period(page: Page) -> tuple[str | None, str | None]:
     return label.get_attribute("data-from") or None, label.get_attribute("data-to") or None
 
 
+def check_session(page: Page, sessions: list[dict[str, Any]]) -> None:
+    """The newest session with a page view: its row shows that it opens (a chevron,
+    aria-expanded) and counts its interactions apart from its tracked events; open, its steps
+    read to the second, and a page view names its page once."""
+    index = next(
+        i for i, s in enumerate(sessions) if any(e["type"] == "page" for e in s["breakdown"])
+    )
+    session = sessions[index]
+    row = page.get_by_test_id("session-row").nth(index)
+    summary = row.get_by_test_id("session-summary")
+    expect(summary).to_have_attribute("aria-expanded", "false")
+    expect(row.locator(".chevron")).to_be_visible()
+    plural = "" if session["events"] == 1 else "s"
+    expect(row.get_by_test_id("session-interactions")).to_have_text(
+        f"{session['events']} interaction{plural}"
+    )
+    tracked = sum(1 for e in session["breakdown"] if e["type"] == "track")
+    expect(row.get_by_test_id("session-tracked")).to_have_text(
+        f"{tracked} tracked event{'' if tracked == 1 else 's'}"
+    )
+    summary.click()
+    expect(summary).to_have_attribute("aria-expanded", "true")
+    steps = row.get_by_test_id("breakdown-row")
+    expect(steps).to_have_count(len(session["breakdown"]))
+    cells = steps.evaluate_all("rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+    for (clock, kind, name, where), step in zip(cells, session["breakdown"], strict=True):
+        assert re.fullmatch(r"\d\d:\d\d:\d\d", clock) and clock == step["at"][11:19], (clock, step)
+        assert kind == step["type"] and where == (step["page"] or "—"), (kind, where, step)
+        if step["type"] == "page":
+            assert name == "page view" != where, (name, step)
+        else:
+            assert name == (step["name"] or "—"), (name, step)
+    row.scroll_into_view_if_needed()
+
+
+def check_chart(page: Page, days: list[dict[str, Any]]) -> None:
+    """Tracked events as bars and sessions as a line, each in a panel of its own with its own
+    axis, one above the other: the line never crosses the bars."""
+    chart = page.get_by_test_id("chart")
+    expect(chart.locator("rect.bar-events")).to_have_count(len(days))
+    expect(chart.locator("circle.dot-sessions")).to_have_count(len(days))
+    spans = chart.evaluate(
+        """svg => Object.fromEntries(
+            ["axis-events", "chart-events", "axis-sessions", "chart-sessions"].map((id) => {
+                const box = svg.querySelector(`[data-testid=${id}]`).getBoundingClientRect();
+                return [id, [box.top, box.bottom]];
+            }))"""
+    )
+    events, sessions = spans["axis-events"], spans["axis-sessions"]
+    assert events[1] < sessions[0], spans  # the panels do not overlap
+    for drawn, panel in (("chart-events", events), ("chart-sessions", sessions)):
+        top, bottom = spans[drawn]
+        assert panel[0] - 1 <= top and bottom <= panel[1] + 1, (drawn, spans)
+
+
 def choose_member(api: Any, app: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """A company of several members and one of them with sessions whose last 7 days differ
     from its last 30 (so changing the period changes the figures)."""
@@ -197,12 +252,8 @@ def test_explorer_page_end_to_end(
         frm, to = shown_period(page)
         sessions = api.get(f"{user_api}/sessions", **{"from": frm, "to": to, "limit": 200})
         expect(page.get_by_test_id("session-row")).to_have_count(len(sessions))
-        if sessions:
-            first = page.get_by_test_id("session-row").first
-            first.locator("summary").click()
-            expect(first.get_by_test_id("breakdown-row")).to_have_count(
-                len(sessions[0]["breakdown"])
-            )
+        assert sessions, "the member has sessions in the last 30 days"
+        check_session(page, sessions)
         shot(page, "user-sessions")
 
         page.get_by_test_id("tab-sentiment").click()
@@ -240,9 +291,11 @@ def test_explorer_page_end_to_end(
         page.get_by_test_id("tab-overview").click()
         ready(page, "overview")
 
-        def check_overview(frm: str | None, to: str | None) -> int:
+        def check_overview(frm: str | None, to: str | None, label: str) -> int:
             expect(page.get_by_test_id("period-range")).to_have_attribute("data-from", frm or "")
             expect(page.get_by_test_id("period-range")).to_have_attribute("data-to", to or "")
+            expect(page.get_by_test_id("period-label")).to_have_text(label)
+            expect(page.get_by_test_id("total-events-label")).to_have_text("Tracked events")
             overview = api.get(user_api, **{"from": frm, "to": to})["overview"]
             total = page.get_by_test_id("total-events")
             expect(total).to_have_attribute("data-value", str(overview["total_events"]))
@@ -253,11 +306,14 @@ def test_explorer_page_end_to_end(
             chart = page.get_by_test_id("chart")
             expect(chart).to_have_attribute("data-days", str(len(days)))
             expect(chart).to_have_attribute("data-events", str(sum(d["events"] for d in days)))
+            check_chart(page, days)
             return int(overview["total_events"])
 
-        month = check_overview(utc_day(-29), utc_day())
+        month = check_overview(
+            utc_day(-29), utc_day(), f"Last 30 days ({utc_day(-29)} – {utc_day()})"
+        )
         page.get_by_test_id("period-select").select_option("7d")
-        week = check_overview(utc_day(-6), utc_day())
+        week = check_overview(utc_day(-6), utc_day(), f"Last 7 days ({utc_day(-6)} – {utc_day()})")
         assert week != month
         shot(page, "user-overview-7d")
 
@@ -266,11 +322,12 @@ def test_explorer_page_end_to_end(
         page.get_by_test_id("period-from").fill(busiest["day"])
         page.get_by_test_id("period-to").fill(busiest["day"])
         page.get_by_test_id("period-apply").click()
-        assert check_overview(busiest["day"], busiest["day"]) == busiest["events"]
+        day = busiest["day"]
+        assert check_overview(day, day, f"Custom range ({day} – {day})") == busiest["events"]
         shot(page, "user-overview-custom")
 
         page.get_by_test_id("period-select").select_option("all")
-        assert check_overview(None, None) == profile["overview"]["total_events"]
+        assert check_overview(None, None, "All time") == profile["overview"]["total_events"]
         expect(page.get_by_test_id("chart").locator("rect.bar-events")).not_to_have_count(0)
 
         # Event search: case-insensitive, every match, nothing else.
@@ -303,6 +360,10 @@ def test_explorer_page_end_to_end(
         expect(page.get_by_test_id("company-id")).to_have_text(company_id)
         assert figure(page, "company-users-count") == before["users_count"]
         assert figure(page, "company-total-sessions") == before["total_sessions"]
+        expect(page.get_by_test_id("company-first-seen")).to_have_text(before["first_seen_at"][:10])
+        expect(page.get_by_test_id("company-signed-up")).to_have_text(
+            (before["signed_up_at"] or "—")[:10]
+        )
         shot(page, "company-overview")
         page.get_by_test_id("tab-users").click()
         ready(page, "users")
@@ -348,6 +409,48 @@ def test_explorer_page_end_to_end(
         ready(page, "users")
         excluded_row = page.locator(f"[data-testid=company-user-row][data-user-id={css(user_id)}]")
         expect(excluded_row.get_by_test_id("excluded-badge")).to_be_visible()
+
+        # The companies list: last seen first, other orders, and a search by name prefix.
+        page.get_by_test_id("nav-companies").click()
+        companies_api = f"/api/apps/{q(app)}/companies"
+        company_rows = page.get_by_test_id("company-row")
+
+        def company_ids() -> list[str | None]:
+            return company_rows.evaluate_all(
+                "rows => rows.map(r => r.getAttribute('data-company-id'))"
+            )
+
+        def listed(**params: Any) -> list[str]:
+            return [c["company_id"] for c in api.get(companies_api, **params)["companies"]]
+
+        newest = api.get(companies_api, sort="last_seen")
+        assert [c["last_seen_at"] for c in newest["companies"]] == sorted(
+            (c["last_seen_at"] for c in newest["companies"]), reverse=True
+        )
+        expect(page.get_by_test_id("companies-total")).to_have_text(f"{newest['total']} companies")
+        wait_for(lambda: company_ids() == listed(sort="last_seen"), what="companies by last seen")
+        shot(page, "companies")
+        most = api.get(companies_api, sort="users")["companies"]
+        assert [c["users_count"] for c in most] == sorted(
+            (c["users_count"] for c in most), reverse=True
+        )
+        assert [c["company_id"] for c in most] != listed(sort="last_seen")
+        page.get_by_test_id("company-sort").select_option("users")
+        wait_for(lambda: company_ids() == [c["company_id"] for c in most], what="most users")
+        expect(page).to_have_url(re.compile(r"companies\?sort=users$"))
+        typed = (company["name"] or company_id)[:3].lower()
+        found = listed(q=typed)
+        assert company_id in found
+        page.get_by_test_id("company-search").fill(typed)
+        wait_for(lambda: company_ids() == found, what="companies found")
+        expect(page.get_by_test_id("companies-total")).to_have_text(
+            re.compile(rf"^{len(found)}\+? matching")
+        )
+        shot(page, "companies-search")
+        page.locator(
+            f"[data-testid=company-row][data-company-id={css(company_id)}]"
+        ).get_by_test_id("company-link").click()
+        expect(page.get_by_test_id("company-id")).to_have_text(company_id)
 
         # Awkward ids reach their own page; an unknown user shows the API's error.
         for odd in [
