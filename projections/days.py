@@ -110,18 +110,14 @@ def reads(
     index: Index,
     old_header: dict[str, Any] | None,
     records: list[Event],
-    gap_ms: int,
+    reached: list[str],
     *,
     window_start: str | None,
-    reached: list[str] | None = None,
 ) -> list[str]:
     """The fields a step adding `records` reads besides the index and the header: rows,
-    sessions and figures of the days it reaches (`reached`: `reach` of their spans, when
-    known); the feedback and engagement lists if it adds to them; the figures of the days
-    from `window_start` on (segments read them) and, when it may join a company, of every
-    day."""
-    if reached is None:
-        reached = reach(index.days, spans(records), gap_ms)
+    sessions and figures of the days it reaches (`reached`: `reach` of their spans); the
+    feedback and engagement lists if it adds to them; the figures of the days from
+    `window_start` on (segments read them) and, when it may join a company, of every day."""
     names = [n for d in reached for n in (rows_field(d), keys.SESSIONS_PREFIX + d)]
     figures = set(reached)
     old_days = old_header["days"] if old_header else []

@@ -39,6 +39,7 @@ from projections.fold import (
     oldest,
     parts,
     project,
+    rows_field,
     state_fields,
     stored_state,
 )
@@ -46,6 +47,7 @@ from projections.membership import Folded, settle
 from projections.registry import DUE, MEMBERSHIP, SegmentNeeds, registry_of, segment_needs
 from projections.store import IndexOp, Store, Write, version_of
 from schemas.models import Command, Record
+from schemas.timefmt import day_of
 
 
 class Contended(Exception):
@@ -189,12 +191,56 @@ def _new_fences(stored: dict[str, bytes], fresh: list[Positioned]) -> dict[str, 
     return out
 
 
+@dataclass
+class Prepared:
+    """What a step knows of a user after its head, shared by `request` and `plan`."""
+
+    fresh: list[Positioned]  # the records not under their partition's fence
+    index: Index
+    old_header: dict[str, Any] | None
+    floor: int  # the event-time floor: retention, or the namespace's --since
+    records: list[Event]  # the fresh events kept (not erased as they arrive)
+    reached: list[str]  # the days those records reach (`days.reach`)
+
+
+def prepare(
+    head: dict[str, bytes], items: list[Positioned], *, now_ms: int, config: FoldConfig
+) -> Prepared:
+    """Pure: the parts of a step's head that `request` and `plan` both need, read once."""
+    fresh = _fresh(head, items)
+    index = Index.from_bytes(head.get(keys.INDEX))
+    old_header = decode_field(head[keys.HEADER]) if keys.HEADER in head else None
+    floor = oldest(now_ms, config.retention_days, config.since_ms)
+    records = _kept(index, fresh, floor)
+    reached = reach(index.days, spans(records), config.gap_ms)
+    return Prepared(fresh, index, old_header, floor, records, reached)
+
+
+def likely(items: list[Positioned]) -> list[str]:
+    """The fields a step adding `items` most likely reads besides its head (the rows, sessions
+    and figures of their days, the lists their kinds add to), asked for with the head so that
+    a step of a few events reads once; `request` names what else it needs."""
+    names: list[str] = []
+    for p in items:
+        r = p.record
+        if isinstance(r, Command):
+            return []  # read in full
+        if r.type == "identify":
+            continue
+        d = day_of(r.timestamp)
+        names += (rows_field(d), keys.SESSIONS_PREFIX + d, keys.DAY_PREFIX + d)
+        if r.type == "feedback":
+            names.append(keys.FEEDBACK)
+        elif r.type == "content":
+            names.append(keys.ENGAGEMENT)
+    return list(dict.fromkeys(names))
+
+
 def request(
     head: dict[str, bytes],
     items: list[Positioned],
+    prepared: Prepared,
     *,
-    now_ms: int,
-    config: FoldConfig,
     needs: SegmentNeeds,
     full: bool,
 ) -> list[str] | None:
@@ -202,24 +248,12 @@ def request(
     every field: for records that came again (what followed from their step is re-sent
     whole), a command, an erasure by the retention, or when told to (`full`: a row under an
     existing id differed)."""
-    fresh = _fresh(head, items)
-    if full or len(fresh) < len(items) or any(isinstance(p.record, Command) for p in fresh):
+    p = prepared
+    if full or len(p.fresh) < len(items) or any(isinstance(f.record, Command) for f in p.fresh):
         return None
-    index = Index.from_bytes(head.get(keys.INDEX))
-    floor = oldest(now_ms, config.retention_days, config.since_ms)
-    if index.days and min(span[0] for span in index.days.values()) < floor:
+    if p.index.days and min(span[0] for span in p.index.days.values()) < p.floor:
         return None
-    old_header = decode_field(head[keys.HEADER]) if keys.HEADER in head else None
-    records = _kept(index, fresh, floor)
-    reached = reach(index.days, spans(records), config.gap_ms)
-    names = reads(
-        index,
-        old_header,
-        records,
-        config.gap_ms,
-        window_start=needs.window_start,
-        reached=reached,
-    )
+    names = reads(p.index, p.old_header, p.records, p.reached, window_start=needs.window_start)
     if needs.engagement and keys.ENGAGEMENT not in names:
         names.append(keys.ENGAGEMENT)
     return names
@@ -242,6 +276,7 @@ def plan(
     head: dict[str, bytes],
     stored: dict[str, bytes],
     items: list[Positioned],
+    prepared: Prepared,
     *,
     every: bool,
     now_ms: int,
@@ -251,16 +286,15 @@ def plan(
     """Pure: what folding `items` into the user writes and sends, from its head and the
     fields `request` named (`every`: it named None, and `stored` holds every field); None
     when a row under an existing id differs (then the step is planned again, `every`)."""
-    fresh = _fresh(head, items)
+    fresh = prepared.fresh
     app_id, user_id = items[0].record.app_id, items[0].record.user_id
     if not fresh:
         return restate(stored, app_id, user_id, config=config, namespace=namespace)
-    old_header = decode_field(head[keys.HEADER]) if keys.HEADER in head else None
+    old_header = prepared.old_header
     if every:
         step = _in_full(stored, fresh, old_header, now_ms=now_ms, config=config)
     else:
-        floor = oldest(now_ms, config.retention_days, config.since_ms)
-        found = _by_days(head, stored, fresh, old_header, floor, config)
+        found = _by_days(head, stored, prepared, config)
         if found is None:
             return None
         step = found
@@ -311,25 +345,31 @@ def _in_full(
 
 
 def _by_days(
-    head: dict[str, bytes],
-    stored: dict[str, bytes],
-    fresh: list[Positioned],
-    old_header: dict[str, Any] | None,
-    floor: int,
-    config: FoldConfig,
+    head: dict[str, bytes], stored: dict[str, bytes], p: Prepared, config: FoldConfig
 ) -> StepPlan | None:
     """The step from the fields of the days it touches (projections/days.py)."""
-    index = Index.from_bytes(head.get(keys.INDEX))
-    records = _kept(index, fresh, floor)
-    reached = reach(index.days, spans(records), config.gap_ms)
-    p = project_days(index, old_header, stored, records, config.gap_ms, floor, reached)
-    if p is None:
+    projected = project_days(
+        p.index, p.old_header, stored, p.records, config.gap_ms, p.floor, p.reached
+    )
+    if projected is None:
         return None
     given = parts(
-        index.facts, p.index.facts, old_header, p.header, p.figures, p.changed, full=False
+        p.index.facts,
+        projected.index.facts,
+        p.old_header,
+        projected.header,
+        projected.figures,
+        projected.changed,
+        full=False,
     )
     return StepPlan(
-        head, p.to_set, p.to_delete, p.header, p.figures, p.engagement or [], given=given
+        head,
+        projected.to_set,
+        projected.to_delete,
+        projected.header,
+        projected.figures,
+        projected.engagement or [],
+        given=given,
     )
 
 
@@ -389,29 +429,46 @@ async def apply_batch(
     for _ in range(max_attempts):
         if not pending:
             break
+        head_names = {k: HEAD + _fences(by_user[k]) for k in pending}
+        guessed = {k: [] if k in in_full else likely(by_user[k]) for k in pending}
         found = await store.read(
-            [(registry_key, None), *((k, HEAD + _fences(by_user[k])) for k in pending)]
+            [(registry_key, None), *((k, head_names[k] + guessed[k]) for k in pending)]
         )
         registry = registry_of(found[0])
-        heads = dict(zip(pending, found[1:], strict=True))
+        heads, early = {}, {}
+        for k, fields in zip(pending, found[1:], strict=True):
+            heads[k] = {n: fields[n] for n in head_names[k] if n in fields}
+            early[k] = {n: fields[n] for n in guessed[k] if n in fields}
+        prepared = {k: prepare(heads[k], by_user[k], now_ms=now_ms, config=config) for k in pending}
         names = {
             k: request(
                 heads[k],
                 by_user[k],
-                now_ms=now_ms,
-                config=config,
+                prepared[k],
                 needs=segment_needs(registry, by_user[k][0].record.app_id, now_ms),
                 full=k in in_full,
             )
             for k in pending
         }
-        read = await store.read(list(names.items()))
+        # What the first read did not ask for: every field, or the names it missed.
+        rest = {
+            k: wanted if wanted is None else [n for n in wanted if n not in set(guessed[k])]
+            for k, wanted in names.items()
+        }
+        rest = {k: wanted for k, wanted in rest.items() if wanted is None or wanted}
+        later = dict(zip(rest, await store.read(list(rest.items())), strict=True))
         steps: dict[str, StepPlan] = {}
-        for (key, wanted), fields in zip(names.items(), read, strict=True):
+        for key, wanted in names.items():
+            if wanted is None:
+                fields = later[key]
+            else:
+                fields = {n: early[key][n] for n in wanted if n in early[key]}
+                fields.update(later.get(key, {}))
             step = plan(
                 heads[key],
                 fields,
                 by_user[key],
+                prepared[key],
                 every=wanted is None,
                 now_ms=now_ms,
                 config=config,
