@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from bisect import insort
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 from projections import keys
@@ -45,13 +46,50 @@ from projections.fold import (
     rows_field,
     sessions_of,
 )
+from schemas.limits import DAY_MS
 from schemas.models import Identify
 from schemas.timefmt import day_of
 
 
 def reach(days: dict[str, list[int]], added: dict[str, list[int]], gap_ms: int) -> list[str]:
     """The days a step adding rows (their first and last time per day) must read: theirs, and
-    every neighbour day a session can span to, as the days' first and last times say."""
+    every neighbour day a session can span to, as the days' first and last times say.
+
+    With a gap shorter than a day (the usual), a session can only span to the calendar day
+    before or after, so this looks at those alone, whatever the length of the history."""
+    if gap_ms >= DAY_MS:
+        return _reach_in_order(days, added, gap_ms)
+
+    def span(d: str) -> list[int] | None:
+        old, new = days.get(d), added.get(d)
+        if old is None or new is None:
+            return old or new
+        return [min(old[0], new[0]), max(old[1], new[1])]
+
+    out, todo = set(added), list(added)
+    while todo:
+        d = todo.pop()
+        mine = span(d)
+        assert mine is not None
+        for other, earlier in ((_next_day(d, -1), True), (_next_day(d, 1), False)):
+            theirs = span(other)
+            if theirs is None or other in out:
+                continue
+            apart = mine[0] - theirs[1] if earlier else theirs[0] - mine[1]
+            if apart <= gap_ms:
+                out.add(other)
+                todo.append(other)
+    return sorted(out)
+
+
+def _next_day(day: str, step: int) -> str:
+    return (date.fromisoformat(day) + timedelta(days=step)).isoformat()
+
+
+def _reach_in_order(
+    days: dict[str, list[int]], added: dict[str, list[int]], gap_ms: int
+) -> list[str]:
+    """`reach` for any gap: neighbours in the order of the days that exist."""
     merged = {d: list(span) for d, span in days.items()}
     for d, (first, last) in added.items():
         old = merged.get(d)

@@ -21,12 +21,14 @@ from hypothesis import strategies as st
 
 from projections import keys, step
 from projections.company_step import apply_company_batch
+from projections.days import _reach_in_order, reach
 from projections.fold import Unreadable, read_rows
 from projections.reader import NotFound, Reader
 from projections.step import FoldConfig, Positioned, apply_batch
 from projections.store import MemoryHashes, MemoryStore
 from schemas.codec import validate
 from schemas.limits import Limits
+from schemas.timefmt import day_of
 
 DAY = 86_400_000
 MIN = 60_000
@@ -214,3 +216,26 @@ def test_what_a_step_reads_and_writes_does_not_grow_with_the_history() -> None:
 def test_a_day_of_rows_of_another_format_is_refused() -> None:
     with pytest.raises(Unreadable):
         read_rows(b"\x93\x01\x02\x03")
+
+
+@st.composite
+def day_spans(draw: st.DrawFn) -> dict[str, list[int]]:
+    """Days of a few weeks, each with a first and last time (near midnight often)."""
+    out = {}
+    for n in draw(st.sets(st.integers(0, 20), max_size=12)):
+        start = NOW - 20 * DAY + n * DAY
+        first = start + draw(st.sampled_from([0, 60_000, 3_600_000, DAY // 2]))
+        last = start + DAY - 1 - draw(st.sampled_from([0, 60_000, 3_600_000, DAY // 2]))
+        out[day_of(start)] = [first, max(first, last)]
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(days=day_spans(), added=day_spans().filter(bool), gap=st.sampled_from([1, 30, 600]))
+def test_the_days_reached_by_calendar_neighbours_are_those_in_order(
+    days: dict[str, list[int]], added: dict[str, list[int]], gap: int
+) -> None:
+    """`reach` with a gap under a day looks at the calendar days before and after only; the
+    plain walk over the days in order (any gap) reaches the same."""
+    gap_ms = gap * 60_000
+    assert reach(days, added, gap_ms) == _reach_in_order(days, added, gap_ms)
