@@ -14,6 +14,7 @@ import click
 import redis
 
 from cli.common import (
+    EXIT_NOT_FOUND,
     EXIT_USAGE,
     definition,
     emit,
@@ -23,6 +24,7 @@ from cli.common import (
     reader,
     settings,
 )
+from projections.reader import NotFound
 from streams.settings import Settings
 
 # The CLI spells reset_content with a dash.
@@ -112,6 +114,8 @@ def export_users(
             count, last = count + 1, resume
             if show and count % 100 == 0:
                 progress(count, total)
+    except NotFound as exc:  # an app without data
+        fail(str(exc), EXIT_NOT_FOUND)
     except (KeyboardInterrupt, redis.RedisError) as exc:
         out.flush()
         fail(f"stopped after {count} users ({type(exc).__name__}); resume with --cursor '{last}'")

@@ -60,12 +60,18 @@ def write_user(doc: dict[str, Any], fmt: str, out: IO[str]) -> None:
                 writer.writerow([section, i, key, _cell(value)])
 
 
+# A cell a spreadsheet would run as a formula starts with one of these (OWASP: CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> str:
+    """A CSV cell: text as is, other values as JSON, nothing for None — and any of them that
+    starts like a formula behind a `'`, which spreadsheets show and never run. (The JSON
+    export carries every value unchanged.)"""
     if value is None:
         return ""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False)
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def iter_users(
