@@ -56,12 +56,19 @@ def worker(loglevel: str) -> None:
 @click.command()
 @click.argument("file", type=click.File("r", encoding="utf-8"))
 @click.option("--json", "as_json", is_flag=True, help="send JSON values instead of msgpack")
-def publish(file: Any, as_json: bool) -> None:
-    """Validate FILE.jsonl (one record a line) and publish the valid records."""
+@click.option(
+    "--commands",
+    "with_commands",
+    is_flag=True,
+    help="publish command records too (an operator's; refused otherwise)",
+)
+def publish(file: Any, as_json: bool, with_commands: bool) -> None:
+    """Validate FILE.jsonl (one record a line) and publish the valid records (command records
+    only with --commands)."""
     from streams.publish import check_lines, send_records
 
     cfg = settings()
-    good, report = check_lines(file, cfg)
+    good, report = check_lines(file, cfg, commands=with_commands)
     for number, reason in report.rejected[:50]:
         click.echo(f"line {number}: rejected: {reason}", err=True)
     if len(report.rejected) > 50:

@@ -17,6 +17,11 @@ from streams.kafka import client_options, ensure_topics
 from streams.settings import Settings
 from streams.topics import Topics, record_key
 
+COMMAND_REFUSED = (
+    "command_refused: command records are an operator's (exclude, include, reset_content, "
+    "delete): publish them with --commands, or send one with profiles command"
+)
+
 
 @dataclass
 class PublishReport:
@@ -25,9 +30,10 @@ class PublishReport:
 
 
 def check_lines(
-    lines: Iterable[str], settings: Settings
+    lines: Iterable[str], settings: Settings, *, commands: bool = False
 ) -> tuple[list[dict[str, Any]], PublishReport]:
-    """Parse and validate every line; what is invalid is reported by line and never sent."""
+    """Parse and validate every line; what is invalid is reported by line and never sent, and
+    so are `command` records unless `commands` (an operator's, never an SDK's)."""
     report = PublishReport()
     good = []
     now_ms = int(time.time() * 1000)
@@ -46,6 +52,9 @@ def check_lines(
             validate(obj, settings.limits, now_ms)
         except Rejected as exc:
             report.rejected.append((number, f"{exc.reason}: {exc.detail}"))
+            continue
+        if obj["type"] == "command" and not commands:
+            report.rejected.append((number, COMMAND_REFUSED))
             continue
         good.append(obj)
     return good, report

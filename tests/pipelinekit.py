@@ -86,7 +86,7 @@ class Pipeline:
         path = self.tmp / f"publish-{uuid.uuid4().hex[:6]}.jsonl"
         path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
         return subprocess.run(
-            [PROFILES, "publish", str(path)],
+            [PROFILES, "publish", "--commands", str(path)],  # the data sets hold commands
             env=self.env,
             text=True,
             capture_output=True,
