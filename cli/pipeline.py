@@ -24,14 +24,21 @@ from cli.common import (
 
 
 @click.command()
-@click.option("--loglevel", default="warning", show_default=True)
+@click.option(
+    "--loglevel",
+    type=click.Choice(["debug", "info", "warning", "error", "critical"], case_sensitive=False),
+    default="warning",
+    show_default=True,
+    help="of Faust's and Kafka's lines; the worker's own (partitions, progress, dead letters) "
+    "are always logged",
+)
 def worker(loglevel: str) -> None:
-    """Run the stream processor (one per core; more join the consumer group)."""
-    import faust
-
+    """Run the stream processor (one per core; more join the consumer group). It logs its
+    partitions when they change and its progress every 10 s while it has work, and serves
+    Prometheus metrics on PROFILES_METRICS_PORT (9464; 0: none)."""
     from projections.namespaces import OtherFormat, ProjectionsLost
     from streams.app import build_app
-    from streams.faust_light import use_uvloop
+    from streams.faust_light import Worker, use_uvloop
     from streams.kafka import ensure_topics
     from streams.startup import claim_projections
 
@@ -49,8 +56,7 @@ def worker(loglevel: str) -> None:
         asyncio.run(claim_projections(cfg))
     except (ProjectionsLost, OtherFormat) as exc:
         fail(str(exc), exc.exit_code)
-    app = build_app(cfg)
-    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    Worker(build_app(cfg), loglevel=loglevel.lower()).execute_from_commandline()
 
 
 @click.command()

@@ -2,7 +2,8 @@
 
 Each agent's body runs a batch through `guard.until_applied`, so a batch is acked only once
 it was applied (or its records dead-lettered): see streams/guard.py for what is retried and
-what stops the worker."""
+what stops the worker. Each agent tells `Metrics` of every batch it is done with; a timer
+samples the consumer's lag every second (streams/metrics.py)."""
 
 from __future__ import annotations
 
@@ -24,12 +25,13 @@ from projections.store import Lost, RedisStore
 from schemas.codec import Rejected
 from streams.definitions import decode_definition
 from streams.deltas import KafkaSink, decode_delta
-from streams.faust_light import App, QuietMonitor, RawSchema
+from streams.faust_light import App, Consumer, QuietMonitor, RawSchema
 from streams.guard import EXIT_FAILED, Again, finish, stop, transient, until_applied
 from streams.handover import Handover
 from streams.ingest import dead_letter as dead_letter_value
 from streams.ingest import triage
 from streams.kafka import MAX_DELTA_BYTES, faust_credentials
+from streams.metrics import Metrics
 from streams.redis_clients import async_client
 from streams.settings import Settings
 from streams.topics import Topics
@@ -68,7 +70,8 @@ def app_options(settings: Settings) -> dict[str, Any]:
     )
 
 
-def build_app(settings: Settings) -> faust.App:
+def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
+    metrics = metrics or Metrics()
     topics = Topics(settings.topic_prefix)
     app = App(settings.group_id, **app_options(settings))
     source = app.topic(*topics.sources, key_type=bytes, value_type=bytes)
@@ -137,6 +140,7 @@ def build_app(settings: Settings) -> faust.App:
         handover = Handover(settings, client, store, sink)
 
         async def batch(events: Sequence[Any]) -> None:
+            started = time.monotonic()
             messages = [e.message for e in events]
             good, dead = triage(messages, topics, limits, int(time.time() * 1000))
             if dead:
@@ -144,6 +148,7 @@ def build_app(settings: Settings) -> faust.App:
             if good:
                 fold = partial(fold_users, client, store, handover, messages, good)
                 await until_applied("a user batch", fold)
+            metrics.done("users", messages, dead, started, good)
 
         async for events in cast(faust.Stream, stream).take_events(
             settings.batch_size, settings.batch_seconds
@@ -155,9 +160,10 @@ def build_app(settings: Settings) -> faust.App:
         client, store = connect()
 
         async def batch(events: Sequence[Any]) -> None:
+            started = time.monotonic()
+            messages = [e.message for e in events]
             good, dead = [], []
-            for event in events:
-                m = event.message
+            for m in messages:
                 try:
                     good += decode_delta(m.value or b"", m.topic, m.partition, m.offset)
                 except Rejected as exc:
@@ -166,6 +172,7 @@ def build_app(settings: Settings) -> faust.App:
                 await until_applied("dead letters", partial(dead_letter, dead, len(events)))
             if good:
                 await until_applied("a company batch", partial(fold_companies, client, store, good))
+            metrics.done("companies", messages, dead, started)
 
         async for events in cast(faust.Stream, stream).take_events(
             settings.bulk_batch_size, settings.batch_seconds
@@ -194,14 +201,17 @@ def build_app(settings: Settings) -> faust.App:
         client, store = connect()
 
         async def one(m: Any) -> None:
+            started = time.monotonic()
             try:
                 segment_id, segment = decode_definition(m.key, m.value)
             except Rejected as exc:
                 dead = [(m, dead_letter_value(exc.reason, exc.detail, m))]
                 await until_applied("dead letters", partial(dead_letter, dead, 1))
+                metrics.done("segments", [m], dead, started)
                 return
             step = partial(define, client, store, segment_id, segment, m.offset)
             await until_applied("a segment definition", step)
+            metrics.done("segments", [m], [], started)
 
         async for event in cast(faust.Stream, stream).events():
             await finish(one(event.message))
@@ -222,6 +232,22 @@ def build_app(settings: Settings) -> faust.App:
             if not transient(exc):
                 stop(EXIT_FAILED, f"the segment clock failed: {type(exc).__name__}: {exc}", exc)
             log.error("the segment clock skipped a tick: %s: %s", type(exc).__name__, exc)
+
+    @app.task
+    async def ready() -> None:
+        served = metrics.serve(settings.metrics_port) if settings.metrics_port else None
+        log.info(
+            "worker ready: group %s, namespace %s, topics %s*; %s",
+            settings.group_id,
+            settings.namespace,
+            settings.topic_prefix,
+            f"metrics on port {served}" if served else "no metrics",
+        )
+
+    @app.timer(interval=1.0)
+    async def account() -> None:
+        # What the consumer knows of the lag: attributes read, nothing asked of Kafka.
+        metrics.tick(cast(Consumer, app.consumer).lags())
 
     clock_connection = connect()
     return app

@@ -17,6 +17,8 @@ loop doing the same decoding spends ~1.1 s (README, "Benchmark"). What this modu
   the message's own key and value (and the Event class is looked up once, not per message).
 * A fetch per arriving record at a trickle (`ConsumerThread`): the broker answers a fetch
   once 64 KiB are there or 100 ms have passed, not as soon as one record is.
+* Faust's terminal spinner (`Worker`): it put the root logger at DEBUG, so every debug call of
+  Faust and aiokafka made a record, and a log file kept only its cursor codes.
 
 Acks are untouched: each agent acks its batch after applying it (take_events), at
 concurrency 1, and Faust commits acked offsets only.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import types
 from collections.abc import AsyncIterator, Coroutine, Generator
 from time import monotonic
@@ -38,6 +41,7 @@ from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_kafka
 from faust.types import TP, AppT, EventT, Message, StreamT, TransportT
 from mode import Service, ServiceT
+from mode.utils.logging import DEFAULT_FORMATTERS, level_number
 
 log = logging.getLogger("profiles.worker")
 
@@ -145,11 +149,36 @@ class ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
 
 
 class Consumer(faust_kafka.Consumer):
-    # A copy of faust.transport.consumer.Consumer._drain_messages (faust-streaming 0.15.3;
-    # tests/unit/test_faust_light.py notices when Faust's changes) but for the marked lines.
     def _new_consumer_thread(self) -> faust_kafka.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    def lags(self) -> dict[tuple[str, int], int | None]:
+        """Each assigned partition's records not yet committed, from what the consumer knows
+        without asking the broker: the end offset its last fetch was told, minus the committed
+        offset (before a first commit, the offset after the last one read). None: not known
+        yet. Empty while the consumer is not running."""
+        try:
+            assigned = self.assignment()
+        except Exception:  # not started yet, or stopping: the next sample will tell
+            return {}
+        lags: dict[tuple[str, int], int | None] = {}
+        for tp in assigned:
+            try:
+                end = self.highwater(tp)
+            except (AssertionError, AttributeError, KeyError):  # revoked meanwhile
+                continue
+            done = self._committed_offset.get(tp)
+            if done is None:
+                read = self._read_offset.get(tp)
+                done = None if read is None else read + 1
+            if end is not None and done is not None:
+                lags[tp] = max(0, end - done)
+            else:
+                lags[tp] = 0 if end == 0 else None  # an empty partition has no lag
+        return lags
+
+    # A copy of faust.transport.consumer.Consumer._drain_messages (faust-streaming 0.15.3;
+    # tests/unit/test_faust_light.py notices when Faust's changes) but for the marked lines.
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover
         # This is the background thread started by Fetcher, used to
         # constantly read messages using Consumer.getmany.
@@ -252,3 +281,46 @@ class App(faust.App):
 
     def _new_transport(self) -> TransportT:
         return cast(TransportT, Transport(self.conf.broker_consumer, self))
+
+
+class Worker(faust.Worker):
+    """faust.Worker whose log a file can hold: no spinner, colours on a terminal only, and
+    the worker's own lines (the `profiles` loggers: progress, dead letters, failures) at
+    info or below whatever `loglevel` says of Faust's and the libraries'."""
+
+    def __init__(self, app: AppT, *, loglevel: str) -> None:
+        super().__init__(
+            app,
+            loglevel=loglevel,
+            quiet=True,
+            logging_config=logging_config(loglevel, tty=sys.stdout.isatty()),
+        )
+        # Faust's spinner turns on at WARN and above: it hid the cursor of a file too, and
+        # moved the root logger to DEBUG to spin at every record.
+        self.spinner = None
+
+    def on_worker_shutdown(self) -> None:
+        super().on_worker_shutdown()
+        log.info("worker stopped")  # its services have; what the signal asked is done
+
+
+def logging_config(loglevel: str, *, tty: bool) -> dict[str, Any]:
+    """A dictConfig for the worker: one handler on stdout, plain lines unless a terminal."""
+    level = level_number(loglevel)
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "plain": {"format": "[%(asctime)s] [%(process)s] [%(levelname)s] %(message)s"},
+            "colored": DEFAULT_FORMATTERS["colored"],  # Faust's own, on a terminal
+        },
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "formatter": "colored" if tty else "plain",
+                "stream": "ext://sys.stdout",
+            }
+        },
+        "root": {"level": level, "handlers": ["stdout"]},
+        "loggers": {"profiles": {"level": min(level, logging.INFO)}},
+    }

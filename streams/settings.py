@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=0, le=65535)
     api_tokens: SecretStr | None = None
 
+    # The worker serves Prometheus metrics at http://<host>:<port>/metrics, on every
+    # interface (streams/metrics.py names them); 9464 is the usual port of such exporters.
+    # 0: no metrics. A port another process holds (two workers on one host) is one warning
+    # in the log, and that worker runs without metrics: give each worker its own port.
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+
     @field_validator(
         "redis_username",
         "redis_password",
