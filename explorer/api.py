@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import unquote
 
+import fastapi_offline
 import redis
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
@@ -111,6 +112,58 @@ class EncodedSlashes:
         await self.app(scope, receive, send)
 
 
+# The page and the API load nothing from elsewhere, run no inline script or style, and are
+# never framed; API answers (personal data) are never cached.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+NO_STORE = [(b"cache-control", b"no-store")]
+SWAGGER_UI = Path(fastapi_offline.__file__).with_name("static")  # Swagger UI 5, from a package
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8">
+    <title>profile-streams explorer API</title>
+    <link rel="icon" href="data:,">
+    <link rel="stylesheet" href="/api/docs/assets/swagger-ui.css">
+  </head>
+  <body>
+    <div id="swagger-ui"></div>
+    <script src="/api/docs/assets/swagger-ui-bundle.js"></script>
+    <script src="/static/api-docs.js"></script>
+  </body>
+</html>
+"""
+
+
+class SecurityHeaders:
+    """ASGI middleware: the security headers on every answer, no-store on the API's."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = HEADERS + (NO_STORE if scope["path"].startswith("/api/") else [])
+
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def answer(call: Callable[[], T]) -> T:
     """A reader call, its refusals as HTTP errors: 404 not found, 400 bad input."""
     try:
@@ -129,8 +182,9 @@ def create_app(settings: Settings, tokens: Tokens, reader: Reader) -> FastAPI:
         "Every call needs `Authorization: Bearer <token>`; a token grants the apps that "
         "PROFILES_API_TOKENS gives it.",
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # served below, from this machine, under the policy
         redoc_url=None,
+        redirect_slashes=False,  # its redirect would repeat the request's Host header
     )
     bearer = HTTPBearer(auto_error=False, description="a token of PROFILES_API_TOKENS")
 
@@ -351,9 +405,15 @@ def create_app(settings: Settings, tokens: Tokens, reader: Reader) -> FastAPI:
 
     api.include_router(users)
     api.add_middleware(EncodedSlashes)
+    api.add_middleware(SecurityHeaders)
     _errors(api)
     api.openapi = lambda: _without_422(api)  # type: ignore[method-assign]
     api.mount("/static", StaticFiles(directory=STATIC), name="static")
+    api.mount("/api/docs/assets", StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
+
+    @api.get("/api/docs", include_in_schema=False)
+    def docs() -> Response:
+        return Response(DOCS_PAGE, media_type="text/html")
 
     @api.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def page() -> FileResponse:

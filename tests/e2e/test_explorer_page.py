@@ -197,6 +197,12 @@ def test_explorer_page_end_to_end(
         page = context.new_page()
         crashes: list[str] = []
         page.on("pageerror", lambda exc: crashes.append(str(exc)))
+        # The server's Content-Security-Policy is on: anything it refuses fails the test.
+        refused: list[str] = []
+        page.on(
+            "console",
+            lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None,
+        )
 
         # Without a token: the sign-in form, which refuses a wrong token.
         page.goto(api.base + "/")
@@ -465,6 +471,12 @@ def test_explorer_page_end_to_end(
         expect(page.get_by_test_id("error-banner")).to_contain_text("not found")
         shot(page, "error-banner")
 
+        # The API's documentation: Swagger UI from this server, under the same policy.
+        page.goto(f"{api.base}/api/docs")
+        expect(page.get_by_text("/api/apps/{app_id}/users", exact=True).first).to_be_visible()
+        shot(page, "api-docs")
+
         context.close()
         assert not crashes, crashes
+        assert not refused, refused
     print(f"setup {setup_done - started:.1f} s, browser {time.monotonic() - setup_done:.1f} s")

@@ -3,6 +3,7 @@ of docs/design.md §3 (or the CLI, itself compared with it elsewhere), tokens, b
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -410,6 +411,38 @@ def test_bad_parameters_get_one_line_errors(
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert says in error and "\n" not in error
+
+
+def test_security_headers_and_no_reflected_host(site: Site) -> None:
+    """Every answer carries the policy and its headers; the API's are never cached; /api/docs
+    loads nothing from elsewhere; a trailing slash is not redirected to the request's Host."""
+    app, user = busiest_user(site)
+    answers = {
+        "/": site.client.get("/"),
+        "/api/docs": site.client.get("/api/docs"),
+        "/api/apps": site.get("/api/apps", app),
+        "user": site.get(f"/api/apps/{app}/users/{user}", app),
+        "refused": site.client.get("/api/apps"),
+    }
+    for name, response in answers.items():
+        headers = response.headers
+        policy = headers["content-security-policy"]
+        assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy, name
+        assert "unsafe-inline" not in policy and "unsafe-eval" not in policy, name
+        assert headers["x-content-type-options"] == "nosniff", name
+        assert headers["x-frame-options"] == "DENY", name
+        assert headers["referrer-policy"] == "no-referrer", name
+        api = name != "/"
+        assert (headers.get("cache-control") == "no-store") == api, name
+    docs = answers["/api/docs"].text
+    assert "swagger-ui-bundle.js" in docs and not re.search(r"(src|href)=\"(https?:)?//", docs)
+    assert "<script>" not in docs  # no inline script: the policy would refuse it
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert site.client.get(f"/api/docs/assets/{asset}").status_code == 200
+    slashed = site.client.get(
+        f"/api/apps/{app}/users/", headers={"Host": "evil.example"}, follow_redirects=False
+    )
+    assert slashed.status_code == 404 and "evil.example" not in str(slashed.headers)
 
 
 def test_an_app_without_data_is_not_found(site: Site) -> None:
