@@ -43,6 +43,7 @@ class Pipeline:
             "PROFILES_TOPIC_PREFIX": f"t{tag}.",
             "PROFILES_NAMESPACE": f"t{tag}",
             "PROFILES_GROUP_ID": f"g{tag}",
+            "PROFILES_METRICS_PORT": "0",  # workers side by side: none takes the default port
             "PROFILES_DATADIR": str(tmp / "faust"),
             "PROFILES_PARTITIONS": "4",
         }
