@@ -451,8 +451,9 @@ async def apply_batch(
             for k in pending
         }
         # What the first read did not ask for: every field, or the names it missed.
+        asked = {k: set(guessed[k]) for k in pending}
         rest = {
-            k: wanted if wanted is None else [n for n in wanted if n not in set(guessed[k])]
+            k: wanted if wanted is None else [n for n in wanted if n not in asked[k]]
             for k, wanted in names.items()
         }
         rest = {k: wanted for k, wanted in rest.items() if wanted is None or wanted}
