@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -60,6 +61,28 @@ def check_lines(
     return good, report
 
 
+def record_producer(settings: Settings) -> AIOKafkaProducer:
+    """The producer of records: every write acknowledged by all in-sync replicas, and
+    idempotent, so its own retries never write a record twice."""
+    return AIOKafkaProducer(
+        **client_options(settings),
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+    )
+
+
+async def send_record(
+    producer: AIOKafkaProducer, topics: Topics, obj: dict[str, Any], *, as_json: bool = False
+) -> asyncio.Future[Any]:
+    """Hand a valid record to the producer: its type's topic, keyed by app and user; the
+    future is done when Kafka acknowledged it."""
+    value = json.dumps(obj, ensure_ascii=False).encode() if as_json else encode(obj)
+    key = record_key(obj["app_id"], obj["user_id"])
+    return await producer.send(topics.for_type(obj["type"]), value, key=key)
+
+
 async def send_records(
     records: list[dict[str, Any]],
     settings: Settings,
@@ -69,22 +92,12 @@ async def send_records(
 ) -> None:
     topics = Topics(settings.topic_prefix)
     await ensure_topics(settings)  # never let broker auto-creation pick the partition count
-    producer = AIOKafkaProducer(
-        **client_options(settings),
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=5,
-        max_batch_size=256 * 1024,
-    )
+    producer = record_producer(settings)
     await producer.start()
     try:
         pending = []
         for obj in records:
-            value = json.dumps(obj, ensure_ascii=False).encode() if as_json else encode(obj)
-            topic = topics.for_type(obj["type"])
-            pending.append(
-                await producer.send(topic, value, key=record_key(obj["app_id"], obj["user_id"]))
-            )
+            pending.append(await send_record(producer, topics, obj, as_json=as_json))
             report.sent[obj["type"]] += 1
             if len(pending) >= 10_000:
                 for fut in pending:
