@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 import redis
@@ -63,37 +63,39 @@ class _SSLConnection(_Packing, aioredis.SSLConnection):
     pass
 
 
-# How long a call or a whole pipeline may wait for Redis: the time redis-py gives each reply.
-CALL_SECONDS = 5.0
-
-
 @asynccontextmanager
-async def _bounded() -> AsyncIterator[None]:
+async def _bounded(seconds: float) -> AsyncIterator[None]:
     """A call's deadline, failing as redis-py's own (a TimeoutError the worker retries). A
     connection cut short mid-reply is closed by redis-py, never reused."""
     try:
-        async with asyncio.timeout(CALL_SECONDS):
+        async with asyncio.timeout(seconds):
             yield
     except TimeoutError as exc:
-        raise redis.exceptions.TimeoutError(f"no answer from Redis in {CALL_SECONDS:g} s") from exc
+        raise redis.exceptions.TimeoutError(f"no answer from Redis in {seconds:g} s") from exc
 
 
 class _Pipeline(aioredis.client.Pipeline):
+    timeout_seconds: float
+
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
-        async with _bounded():
+        async with _bounded(self.timeout_seconds):
             return await super().execute(raise_on_error)
 
 
 class _Redis(aioredis.Redis):
-    """One deadline per call or pipeline, where redis-py sets a timer for every reply (about
-    a twentieth of the worker's CPU for a step of one event)."""
+    """One deadline per call or pipeline (PROFILES_REDIS_TIMEOUT_SECONDS), where redis-py sets
+    a timer for every reply (about a twentieth of the worker's CPU for a step of one event)."""
+
+    timeout_seconds: float
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        async with _bounded():
+        async with _bounded(self.timeout_seconds):
             return await super().execute_command(*args, **options)
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Any:
-        return _Pipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        pipe = _Pipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        pipe.timeout_seconds = self.timeout_seconds
+        return pipe
 
 
 def async_client(settings: Settings) -> Any:
@@ -107,4 +109,6 @@ def async_client(settings: Settings) -> Any:
     )
     tls = issubclass(pool.connection_class, aioredis.SSLConnection)
     pool.connection_class = _SSLConnection if tls else _Connection
-    return _Redis.from_pool(pool)
+    client = cast(_Redis, _Redis.from_pool(pool))
+    client.timeout_seconds = settings.redis_timeout_seconds
+    return client

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     batch_seconds: float = Field(default=0.2, gt=0)
     # How often the leader worker evaluates profiles whose segment rules depend on the clock.
     segment_tick_seconds: float = Field(default=1.0, gt=0)
+    # How long the worker waits for Redis to answer a call or a pipeline before it retries.
+    redis_timeout_seconds: float = Field(default=5.0, gt=0)
 
     # The explorer (`profiles serve`): where it listens and its bearer tokens,
     # "APP=TOKEN,APP2=TOKEN2,*=TOKEN3" (`*`: every app; explorer/tokens.py).

@@ -1,6 +1,7 @@
-"""The worker's Redis client waits for an answer at most CALL_SECONDS per call or pipeline (not
-per reply): a Redis that stops answering (SIGSTOP) is a redis TimeoutError, which the worker
-retries; once it answers again, the next calls get their own replies, never a stale one."""
+"""The worker's Redis client waits for an answer at most PROFILES_REDIS_TIMEOUT_SECONDS per
+call or pipeline (not per reply): a Redis that stops answering (SIGSTOP) is a redis
+TimeoutError, which the worker retries; once it answers again, the next calls get their own
+replies, never a stale one."""
 
 from __future__ import annotations
 
@@ -22,9 +23,7 @@ from streams.settings import Settings
 pytestmark = pytest.mark.integration
 
 
-def test_a_redis_that_stops_answering_times_out_and_the_client_recovers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_redis_that_stops_answering_times_out_and_the_client_recovers(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -33,8 +32,9 @@ def test_a_redis_that_stops_answering_times_out_and_the_client_recovers(
          "--appendonly", "no", "--dir", str(tmp_path)],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    monkeypatch.setattr(redis_clients, "CALL_SECONDS", 0.5)
-    client = redis_clients.async_client(Settings(redis_url=f"redis://127.0.0.1:{port}/0"))
+    client = redis_clients.async_client(
+        Settings(redis_url=f"redis://127.0.0.1:{port}/0", redis_timeout_seconds=0.5)
+    )
 
     async def pipeline(n: int) -> list[bytes | None]:
         pipe = client.pipeline(transaction=False)
