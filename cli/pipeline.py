@@ -253,7 +253,9 @@ def serve(host: str | None, port: int | None) -> None:
     import uvicorn
 
     from explorer.api import create_app
+    from explorer.ingest import PATH, WriteKeys
     from explorer.tokens import Tokens
+    from streams.kafka import ensure_topics
 
     cfg = settings()
     host, port = host or cfg.api_host, cfg.api_port if port is None else port
@@ -265,11 +267,25 @@ def serve(host: str | None, port: int | None) -> None:
             tokens = Tokens(cfg.api_tokens.get_secret_value())
         except ValueError as exc:
             fail(f"bad setting PROFILES_API_TOKENS: {exc}", EXIT_CONFIG)
+    write_keys = None
+    if cfg.write_keys is not None:
+        try:
+            write_keys = WriteKeys(cfg.write_keys.get_secret_value())
+        except ValueError as exc:
+            fail(f"bad setting PROFILES_WRITE_KEYS: {exc}", EXIT_CONFIG)
+        if shared := write_keys.also_read_tokens(tokens):
+            fail(
+                f"bad settings: the write key of {shared[0]!r} is a read token of "
+                "PROFILES_API_TOKENS too; a write key is public in pages, so it must never read",
+                EXIT_CONFIG,
+            )
     r = reader(cfg)
     try:
         r.namespace  # noqa: B018 -- Redis answers, or the server does not start
     except redis.RedisError as exc:
         fail(f"Redis is not reachable at {cfg.redis_url}: {exc}")
+    if write_keys is not None:  # Kafka answers and the topics exist, or it does not start
+        asyncio.run(ensure_topics(cfg))
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP spelled out: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say
     # so, and with Nagle on, every answer on a kept-alive connection waited ~40 ms for an ACK.
@@ -284,6 +300,10 @@ def serve(host: str | None, port: int | None) -> None:
     if one_off is not None:
         click.echo("PROFILES_API_TOKENS is not set: a one-off token for every app, until exit")
         where += f"#token={one_off}"
-    click.echo(f"explorer: {where}  (API documentation: {where.split('#')[0]}api/docs)", err=False)
-    config = uvicorn.Config(create_app(cfg, tokens, r), log_level="warning")
+    base = where.split("#")[0]
+    click.echo(f"explorer: {where}  (API documentation: {base}api/docs)", err=False)
+    if write_keys is not None:
+        apps = ", ".join(write_keys.apps())
+        click.echo(f"ingestion: {base.rstrip('/')}{PATH}/batch and /record, for {apps}")
+    config = uvicorn.Config(create_app(cfg, tokens, r, write_keys), log_level="warning")
     uvicorn.Server(config).run(sockets=[sock])

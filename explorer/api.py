@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from explorer import models
+from explorer import ingest, models
 from explorer.tokens import ANY_APP, Tokens
 from projections.export import user_document, write_user
 from projections.reader import NotFound, Reader
@@ -174,7 +174,10 @@ def answer(call: Callable[[], T]) -> T:
         raise HTTPException(400, f"bad parameter: {exc}") from None
 
 
-def create_app(settings: Settings, tokens: Tokens, reader: Reader) -> FastAPI:
+def create_app(
+    settings: Settings, tokens: Tokens, reader: Reader, write_keys: ingest.WriteKeys | None = None
+) -> FastAPI:
+    writer = None if write_keys is None else ingest.Ingest(settings, write_keys)
     api = FastAPI(
         title="profile-streams explorer",
         version="1",
@@ -185,6 +188,7 @@ def create_app(settings: Settings, tokens: Tokens, reader: Reader) -> FastAPI:
         docs_url=None,  # served below, from this machine, under the policy
         redoc_url=None,
         redirect_slashes=False,  # its redirect would repeat the request's Host header
+        lifespan=None if writer is None else writer.lifespan,  # its Kafka producer
     )
     bearer = HTTPBearer(auto_error=False, description="a token of PROFILES_API_TOKENS")
 
@@ -410,6 +414,8 @@ def create_app(settings: Settings, tokens: Tokens, reader: Reader) -> FastAPI:
     api.openapi = lambda: _without_422(api)  # type: ignore[method-assign]
     api.mount("/static", StaticFiles(directory=STATIC), name="static")
     api.mount("/api/docs/assets", StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
+    if writer is not None:  # SDKs' records: its own document and CORS (explorer/ingest.py)
+        api.mount(ingest.PATH, writer.app)
 
     @api.get("/api/docs", include_in_schema=False)
     def docs() -> Response:

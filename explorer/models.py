@@ -191,3 +191,34 @@ class CommandSent(BaseModel):
     command: str
     user_id: str
     issued_at: int = Field(description="epoch milliseconds")
+
+
+# The ingestion API (explorer/ingest.py): its own OpenAPI document, /api/ingest/openapi.json.
+WireRecord = dict[str, Any]
+
+
+class IngestBatch(BaseModel):
+    records: list[WireRecord] = Field(
+        min_length=1,
+        description="records as `profiles schemas export` describes them (identify, track, "
+        "page, feedback, content), each of the write key's app; at most PROFILES_INGEST_BURST",
+    )
+
+
+class RecordAnswer(BaseModel):
+    index: int = Field(description="the record's place in the request, from 0")
+    event_id: str | None = Field(description="the record's event_id, when it has one")
+    status: Literal["accepted", "refused"]
+    reason: str | None = Field(
+        default=None,
+        description="why it was refused, as the dead letters say it: invalid_field, "
+        "unknown_type, timestamp_too_old, record_too_large, … ; wrong_app (not the key's "
+        "app), command_refused (an operator's record)",
+    )
+    detail: str | None = Field(default=None, description="the refusal in words, one line")
+
+
+class Ingested(BaseModel):
+    accepted: int = Field(description="records Kafka acknowledged")
+    refused: int = Field(description="records refused, never sent")
+    results: list[RecordAnswer]

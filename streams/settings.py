@@ -74,6 +74,15 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     api_tokens: SecretStr | None = None
+    # The ingestion API beside it (explorer/ingest.py), absent without write keys:
+    # "APP=KEY,APP2=KEY2", one app a key, never a read token. Per key, a bucket of
+    # INGEST_BURST records refilled at INGEST_RATE records a second; a body of at most
+    # INGEST_MAX_BODY_BYTES; pages of INGEST_ORIGINS ("*", or "https://a.example,...") call it.
+    write_keys: SecretStr | None = None
+    ingest_rate: float = Field(default=1000, gt=0)
+    ingest_burst: int = Field(default=2000, ge=1)
+    ingest_max_body_bytes: int = Field(default=512 * 1024, ge=1024)
+    ingest_origins: str = "*"
 
     # The worker serves Prometheus metrics at http://<host>:<port>/metrics, on every
     # interface (streams/metrics.py names them); 9464 is the usual port of such exporters.
