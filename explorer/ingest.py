@@ -4,6 +4,7 @@ produced to Kafka as `profiles publish` produces them. Mounted by explorer/api.p
 
 import asyncio
 import hmac
+import logging
 import math
 import re
 import time
@@ -30,6 +31,7 @@ from streams.settings import Settings
 from streams.topics import Topics
 
 PATH = "/api/ingest"  # where explorer/api.py mounts it
+log = logging.getLogger("profiles.ingest")
 APP_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # schemas/models.py's AppId
 COMMAND_REFUSED = (
     "command records are an operator's: send them with `profiles command` or the read API's "
@@ -162,7 +164,11 @@ class Ingest:
             yield
         finally:
             self.producer = None
-            await producer.stop()  # sends what it still holds
+            try:  # sends what it still holds, unless Kafka is gone: every answered 200 is acked
+                async with asyncio.timeout(self.settings.ingest_kafka_timeout_seconds):
+                    await producer.stop()
+            except TimeoutError:
+                log.warning("stopped without Kafka: records of requests answered 503 dropped")
 
     def refusal(self, obj: dict[str, Any], app_id: str, now_ms: int) -> tuple[str, str] | None:
         """Why a record may not be produced with this key, as (reason, detail); None: it may.
@@ -230,13 +236,22 @@ class Ingest:
         every send has settled (none left for asyncio to log as never retrieved)."""
         pending: list[asyncio.Future[Any]] = []
         failure: BaseException | None = None
+        seconds = self.settings.ingest_kafka_timeout_seconds
         try:
-            for obj in records:
-                pending.append(await send_record(producer, self.topics, obj))
-        except KafkaError as exc:
-            failure = exc
-        for result in await asyncio.gather(*pending, return_exceptions=True):
-            failure = failure or (result if isinstance(result, BaseException) else None)
+            async with asyncio.timeout(seconds):  # Kafka down: the producer would wait forever
+                try:
+                    for obj in records:
+                        pending.append(await send_record(producer, self.topics, obj))
+                except KafkaError as exc:
+                    failure = exc
+                for result in await asyncio.gather(*pending, return_exceptions=True):
+                    failure = failure or (result if isinstance(result, BaseException) else None)
+        except TimeoutError:
+            for future in pending:  # settled later (or never): retrieved, never logged
+                future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            raise HTTPException(
+                503, f"Kafka did not take the records within {seconds:g} s; send them again"
+            ) from None
         if isinstance(failure, KafkaError):
             raise HTTPException(
                 503, f"Kafka did not take the records: {failure}; send them again"

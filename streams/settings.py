@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     ingest_burst: int = Field(default=2000, ge=1)
     ingest_max_body_bytes: int = Field(default=512 * 1024, ge=1024)
     ingest_origins: str = "*"
+    # How long a request waits for Kafka to take its records before it answers 503.
+    ingest_kafka_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # The worker serves Prometheus metrics at http://<host>:<port>/metrics, on every
     # interface (streams/metrics.py names them); 9464 is the usual port of such exporters.
