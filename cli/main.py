@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from cli import operate, pipeline, segments, views
 from cli.common import EXIT_USAGE, fail, kafka_bootstrap
-from streams.kafka import LOGIN_REFUSALS, KafkaSecurityError
+from streams.kafka import ACL_REFUSALS, LOGIN_REFUSALS, KafkaSecurityError
 
 # Long-running services: a broken pipe there is a network failure, never the end of output.
 SERVICES = ("worker", "serve")
@@ -69,6 +69,7 @@ for command in (
     operate.replay_command,
     operate.purge_command,
     operate.acl,
+    operate.kafka_acl,
     segments.segments,
 ):
     main.add_command(command)
@@ -97,6 +98,8 @@ def run() -> None:
         fail(f"cannot reach a service: kafka at {server}: {why}", 2)
     except KafkaSecurityError as exc:
         fail(f"kafka: {exc}", 2)
+    except ACL_REFUSALS as exc:
+        fail(f"kafka: the ACLs of this login do not allow it: {exc}", 2)
     except redis.AuthenticationError as exc:  # a ConnectionError, but retrying will not help
         fail(f"redis refused the credentials (PROFILES_REDIS_USERNAME/PASSWORD): {exc}", 2)
     except redis.exceptions.NoPermissionError as exc:

@@ -1,5 +1,5 @@
 """What operators do: commands for a user, exports, dead letters, replay, purge and the Redis
-ACL roles."""
+and Kafka ACL roles."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from cli.common import (
     settings,
 )
 from projections.reader import NotFound
+from streams.kafka_acl import ROLES as KAFKA_ROLES
 from streams.settings import Settings
 
 # The CLI spells reset_content with a dash.
@@ -421,3 +422,50 @@ def acl_reader(app_id: str, user: str | None, also: tuple[str, ...]) -> None:
     cfg = settings()
     name = user or f"{cfg.namespace}-reader-{app_id}"
     _acl_line(name, lambda: reader_rules(cfg.namespace, app_id, also))
+
+
+@click.command("kafka-acl")
+@click.argument("role", type=click.Choice(KAFKA_ROLES), metavar="ROLE")
+@click.argument("who", metavar="PRINCIPAL")
+@click.option("--apply", "apply_acls", is_flag=True, help="create the ACLs on the broker")
+@click.option("--revoke", is_flag=True, help="delete these ACLs of PRINCIPAL from the broker")
+@click.option("--json", "as_json", is_flag=True)
+def kafka_acl(role: str, who: str, apply_acls: bool, revoke: bool, as_json: bool) -> None:
+    """Kafka ACL roles: print the `kafka-acls.sh` lines that give PRINCIPAL (User:NAME) the
+    ACLs of ROLE on this pipeline's topics (PROFILES_TOPIC_PREFIX) and consumer group
+    (PROFILES_GROUP_ID). --apply creates them, --revoke deletes them, both through the
+    current Kafka settings, whose login must be a super user."""
+    from streams.kafka import create_acls, delete_acls
+    from streams.kafka_acl import bindings, kafka_acls_lines
+
+    cfg = settings()
+    if apply_acls and revoke:
+        fail("bad parameter: --apply and --revoke exclude each other", EXIT_USAGE)
+    try:
+        found = bindings(role, who, cfg)
+    except ValueError as exc:
+        fail(f"bad parameter: {exc}", EXIT_USAGE)
+    deleted = asyncio.run(delete_acls(cfg, found)) if revoke else None
+    if apply_acls:
+        asyncio.run(create_acls(cfg, found))
+    if as_json:
+        out: dict[str, Any] = {
+            "role": role,
+            "principal": found[0].principal,
+            "topic_prefix": cfg.topic_prefix,
+            "group": cfg.group_id,
+            "bindings": [b.as_json() for b in found],
+            "applied": apply_acls,
+        }
+        if deleted is not None:
+            out["deleted"] = deleted
+        click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+        return
+    verb = "--remove" if revoke else "--add"
+    for line in kafka_acls_lines(found, cfg.kafka_bootstrap, verb):
+        click.echo(line)
+    what = f"the {role} role for {found[0].principal}"
+    if apply_acls:
+        click.echo(f"# applied: {len(found)} ACLs of {what}")
+    elif deleted is not None:
+        click.echo(f"# revoked: {deleted} of the {len(found)} ACLs of {what} were there")

@@ -95,18 +95,29 @@ async def send_records(
     producer = record_producer(settings)
     await producer.start()
     try:
-        pending = []
-        for obj in records:
-            pending.append(await send_record(producer, topics, obj, as_json=as_json))
-            report.sent[obj["type"]] += 1
-            if len(pending) >= 10_000:
-                for fut in pending:
-                    await fut
-                pending.clear()
-        for fut in pending:
-            await fut
+        pending: list[asyncio.Future[Any]] = []
+        try:
+            for obj in records:
+                pending.append(await send_record(producer, topics, obj, as_json=as_json))
+                report.sent[obj["type"]] += 1
+                if len(pending) >= 10_000:
+                    await acknowledged(pending)
+                    pending.clear()
+        except Exception:
+            await asyncio.gather(*pending, return_exceptions=True)  # none left unretrieved
+            raise
+        await acknowledged(pending)
     finally:
         await producer.stop()
+
+
+async def acknowledged(pending: list[asyncio.Future[Any]]) -> None:
+    """Wait until Kafka answered every send; the first refusal (a topic the login may not
+    write) raises once all are settled, so asyncio has no failed future left to log at exit
+    (one line per record, after the CLI's one line)."""
+    for result in await asyncio.gather(*pending, return_exceptions=True):
+        if isinstance(result, BaseException):
+            raise result
 
 
 def command_record(
