@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -17,6 +19,7 @@ from aiokafka.errors import (
     GroupIdNotFound,
     IllegalSaslStateError,
     KafkaError,
+    KafkaTimeoutError,
     SaslAuthenticationFailed,
     TopicAlreadyExistsError,
     TopicAuthorizationFailedError,
@@ -607,18 +610,26 @@ class _DescribeAcls(Request[DescribeAclsRequest_v1]):
         return request_struct_class(1, None, 1, self._principal, None, 1, 1)
 
 
-async def create_acls(settings: Settings, bindings: list[Binding]) -> None:
-    """Create the ACLs (one that exists already stays as it is). Needs a principal that may
-    alter the cluster's ACLs: a super user."""
+async def create_acls(settings: Settings, bindings: list[Binding], wait: float = 30) -> None:
+    """Create the ACLs (one that exists already stays as it is), and return once the broker
+    describes them: the controller takes them, the brokers' authorizers learn them from the
+    metadata log a moment later. Needs a principal that may alter ACLs: a super user."""
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         response = await admin._send_request(_CreateAcls([b.codes() for b in bindings]))
+        for binding, (code, message) in zip(bindings, response.creation_responses, strict=True):
+            if code:
+                raise for_code(code)(f"cannot create the ACL {binding}: {message}")
+        deadline = time.monotonic() + wait
+        for who in dict.fromkeys(b.principal for b in bindings):
+            wanted = {b for b in bindings if b.principal == who}
+            while not wanted <= set(await _described(admin, who)):
+                if time.monotonic() > deadline:
+                    raise KafkaTimeoutError(f"the broker does not show the new ACLs of {who}")
+                await asyncio.sleep(0.05)
     finally:
         await admin.close()
-    for binding, (code, message) in zip(bindings, response.creation_responses, strict=True):
-        if code:
-            raise for_code(code)(f"cannot create the ACL {binding}: {message}")
 
 
 async def delete_acls(settings: Settings, bindings: list[Binding]) -> int:
@@ -642,9 +653,13 @@ async def describe_acls(settings: Settings, principal: str) -> list[Binding]:
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
-        response = await admin._send_request(_DescribeAcls(principal))
+        return await _described(admin, principal)
     finally:
         await admin.close()
+
+
+async def _described(admin: AIOKafkaAdminClient, principal: str) -> list[Binding]:
+    response = await admin._send_request(_DescribeAcls(principal))
     if response.error_code:
         raise for_code(response.error_code)(f"cannot describe the ACLs: {response.error_message}")
     names = {
