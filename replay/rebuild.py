@@ -136,6 +136,9 @@ class _Reader:
             positions = {tp: await consumer.position(tp) for tp in self.tps}
             progress.lag = sum(max(0, ends[tp] - positions[tp]) for tp in self.tps)
             if all(positions[tp] >= ends[tp] for tp in tps):
+                if then is not None:  # a partition number without records hands over too
+                    consumer.pause(*tps)
+                    consumer.resume(*then)
                 return
             if time.monotonic() - self.last_report >= report_every:
                 report(progress)
