@@ -199,7 +199,7 @@ async def rebuild(
     since_ms: int | None = None,
     handover: bool = False,
     report: Callable[[Progress], None] = print_progress,
-    report_every: float = 1.0,
+    report_every: float | None = None,
 ) -> Progress:
     """Fold every source record into namespace `target` with its own consumer group, until it
     has caught up with the log's end.
@@ -221,6 +221,8 @@ async def rebuild(
     consumer = await reader.consumer(group)
     try:
         await _seek_start(consumer, reader.tps, since_ms, reader.topics, settings.max_future_hours)
+        if report_every is None:  # a terminal's line each second; a log's every ten
+            report_every = 1.0 if sys.stderr.isatty() else 10.0
         await reader.read(consumer, report, report_every, rounds=10)
         if handover:
             await client.hset(keys.handover(target), mapping=await reader.positions(consumer))
