@@ -415,9 +415,10 @@ async def apply_batch(
 ) -> int:
     """Fold a batch into every user it touches; returns how many users were written.
 
-    Two reads per attempt for the whole batch: every user's head, then what each step needs
-    of it. Raises `Contended` when some users kept changing under this writer, after sending
-    what the others' steps wrote: the batch is to be tried again, not acked."""
+    At most two reads per attempt for the whole batch: every user's head with the fields its
+    records most likely need (`likely`), then what else each step needs of it, if anything.
+    Raises `Contended` when some users kept changing under this writer, after sending what
+    the others' steps wrote: the batch is to be tried again, not acked."""
     by_user: dict[str, list[Positioned]] = {}
     for p in items:
         r = p.record
