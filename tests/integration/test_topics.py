@@ -33,10 +33,17 @@ async def _configs(settings: Settings, names: list[str]) -> dict[str, dict[str, 
     """topic -> config -> (value, source), straight from the broker."""
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
+    deadline = time.monotonic() + 30
     try:
-        found = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
-        )
+        while True:
+            found = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+            )
+            codes = [r[0] for response in found for r in response.resources]
+            # 3, unknown topic: a topic created a moment ago the broker has not learned yet
+            if 3 not in codes or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
     finally:
         await admin.close()
     out = {}
