@@ -21,6 +21,11 @@ Pipeline (the same for every view):
 4. a user exists iff a non-command record of it survives;
 5. views are computed from what survives, with last-writer-wins by (timestamp, event_id);
    across users (company name / created_at / traits) ties go to the larger user_id.
+
+Identity (§7) comes before 3: ``alias`` records and ``unmerge`` commands are links and leave
+the data; a delete erases, in every id connected to its id by any alias, what is at or before
+its time; then every surviving record of a merged id is rewritten to its root's user_id and
+deduplicated again there.
 """
 
 from __future__ import annotations
@@ -161,11 +166,26 @@ def surviving_records(
     commands only (then it does not exist, see ``user_ids``)."""
     horizon = now_ms - retention_days * DAY_MS
 
-    # 1. retention (of events: commands count at any age)
-    kept = [rec for rec in records if rec["type"] == "command" or record_ms(rec) >= horizon]
+    # 1. retention (of events: commands and aliases count at any age)
+    kept = [
+        rec for rec in records if rec["type"] in ("command", "alias") or record_ms(rec) >= horizon
+    ]
 
     # 2. dedupe: smallest canonical JSON wins among records sharing an id
     by_id: dict[tuple, dict] = {}
+    for rec in kept:
+        if rec["type"] == "command":
+            key = ("command", rec["app_id"], rec["user_id"], rec["command_id"])
+        elif rec["type"] == "alias":
+            key = ("alias", rec["app_id"], rec["previous_id"], rec["event_id"])
+        else:
+            key = ("event", rec["app_id"], rec["user_id"], rec["event_id"])
+        if key not in by_id or _canonical(rec) < _canonical(by_id[key]):
+            by_id[key] = rec
+
+    # identity (§7): links out, deletes across components, records to their roots
+    kept = _to_roots(list(by_id.values()))
+    by_id = {}
     for rec in kept:
         if rec["type"] == "command":
             key = ("command", rec["app_id"], rec["user_id"], rec["command_id"])
@@ -199,6 +219,98 @@ def surviving_records(
         if recs:
             result[user] = recs
     return result
+
+
+# --------------------------------------------------------------------------- identity (§7)
+
+
+def _is_link(rec: dict) -> bool:
+    return rec["type"] == "alias" or (rec["type"] == "command" and rec["command"] == "unmerge")
+
+
+def _merges(links: list[dict]) -> dict[tuple[str, str], tuple[tuple, str]]:
+    """(app, previous id) -> ((time, id, kind), target) of its alias in force: the latest of
+    its aliases and unmerges, an unmerge winning a tie of (time, id)."""
+    latest: dict[tuple[str, str], tuple[tuple, str | None]] = {}
+    for rec in links:
+        if rec["type"] == "alias":
+            who, order, target = (
+                rec["previous_id"],
+                (record_ms(rec), rec["event_id"], 0),
+                rec["user_id"],
+            )
+        else:
+            who, order, target = rec["user_id"], (record_ms(rec), rec["command_id"], 1), None
+        key = (rec["app_id"], who)
+        if key not in latest or order > latest[key][0]:
+            latest[key] = (order, target)
+    return {k: (o, t) for k, (o, t) in latest.items() if t is not None}
+
+
+def root_of(links: list[dict], app_id: str, user_id: str) -> str:
+    """Follow the aliases in force from the id; a cycle's latest alias does not count."""
+    merges = _merges(links)
+    while True:
+        path = [user_id]
+        at = user_id
+        while (app_id, at) in merges:
+            at = merges[(app_id, at)][1]
+            if at in path:  # a cycle: drop its latest alias and start again
+                cycle = path[path.index(at) :]
+                latest = max(cycle, key=lambda p: merges[(app_id, p)][0])
+                del merges[(app_id, latest)]
+                break
+            path.append(at)
+        else:
+            return at
+
+
+def _connected(links: list[dict], app_id: str, user_id: str) -> set[str]:
+    """Every id joined to this one by aliases, in force or not (and the id itself)."""
+    edges = [
+        (r["previous_id"], r["user_id"])
+        for r in links
+        if r["type"] == "alias" and r["app_id"] == app_id
+    ]
+    seen = {user_id}
+    grew = True
+    while grew:
+        grew = False
+        for a, b in edges:
+            if (a in seen) != (b in seen):
+                seen |= {a, b}
+                grew = True
+    return seen
+
+
+def _to_roots(records: list[dict]) -> list[dict]:
+    links = [r for r in records if _is_link(r)]
+    data = [r for r in records if not _is_link(r)]
+    deletes: dict[tuple[str, str], int] = {}
+    for r in data:
+        if r["type"] == "command" and r["command"] == "delete":
+            key = (r["app_id"], r["user_id"])
+            deletes[key] = max(deletes.get(key, record_ms(r)), record_ms(r))
+    reach: dict[tuple[str, str], int] = {}
+    for (app, who), at in deletes.items():
+        for other in _connected(links, app, who):
+            reach[(app, other)] = max(reach.get((app, other), at), at)
+    out = []
+    for r in data:
+        until = reach.get((r["app_id"], r["user_id"]))
+        is_delete = r["type"] == "command" and r["command"] == "delete"
+        if until is not None and record_ms(r) <= until and not is_delete:
+            continue
+        root = root_of(links, r["app_id"], r["user_id"])
+        out.append(r if root == r["user_id"] else {**r, "user_id": root})
+    return out
+
+
+def merged_into(records: list[dict], app_id: str, user_id: str) -> str | None:
+    """The root a merged id's records count for; None for an id that is its own root."""
+    links = [r for r in records if _is_link(r)]
+    root = root_of(links, app_id, user_id)
+    return None if root == user_id else root
 
 
 def _event_order(rec: dict) -> tuple[int, str]:
