@@ -25,7 +25,17 @@ import msgpack
 
 from projections import keys
 from projections.pagekey import page_key
-from schemas.models import Command, Content, Context, Feedback, Identify, Page, Record, Track
+from schemas.models import (
+    Alias,
+    Command,
+    Content,
+    Context,
+    Feedback,
+    Identify,
+    Page,
+    Record,
+    Track,
+)
 from schemas.timefmt import day_of, parse_timestamp
 
 # Compact interaction: [ts, type, a, b, c, d, e, page key of context.page_url or None]
@@ -222,6 +232,8 @@ def apply(
             merge_command(new.commands, record)
         elif isinstance(record, Identify):
             merge_identify(new, record)
+        elif isinstance(record, Alias):
+            continue  # a link, not data (docs/design.md §7): projections/origins.py
         else:
             merge_row(new.interactions, record.event_id, compact(record))
             merge_context(new.auto, record)

@@ -46,7 +46,7 @@ from projections.fold import (
 from projections.membership import Folded, settle
 from projections.registry import DUE, MEMBERSHIP, SegmentNeeds, registry_of, segment_needs
 from projections.store import IndexOp, Store, Write, version_of
-from schemas.models import Command, Record
+from schemas.models import Alias, Command, Record
 from schemas.timefmt import day_of
 
 
@@ -261,12 +261,12 @@ def request(
 
 def _kept(index: Index, fresh: list[Positioned], floor: int) -> list[Event]:
     """The records not erased as they arrive (by the floor, or by a delete after them);
-    commands never come here (they are folded in full)."""
+    commands never come here (they are folded in full), nor aliases (links, not data)."""
     until = deleted_until(index.commands)
     return [
         p.record
         for p in fresh
-        if not isinstance(p.record, Command)
+        if not isinstance(p.record, Command | Alias)
         and p.record.timestamp >= floor
         and (until is None or p.record.timestamp > until)
     ]

@@ -11,7 +11,7 @@ import msgpack
 from pydantic import ValidationError
 
 from schemas.limits import Limits
-from schemas.models import RECORD_ADAPTER, Command, Record
+from schemas.models import RECORD_ADAPTER, RECORD_TYPES, Alias, Command, Record
 
 
 class Rejected(Exception):
@@ -183,14 +183,16 @@ def validate(
 ) -> Record:
     """A decoded map to a typed record, or Rejected (schema, then the time window).
 
-    Events older than the retention are rejected (`timestamp_too_old`); commands never are for
-    their age, because the fold keeps them forever (a delete keeps later records erased, an
-    exclude from long ago still holds), so a replayed or redelivered old command must be
-    accepted like the first time. Both may be at most `max_future_hours` ahead."""
+    Events older than the retention are rejected (`timestamp_too_old`); commands and aliases
+    never are for their age. The fold keeps commands forever (a delete keeps later records
+    erased, an exclude from long ago still holds), and an alias is a link, not data: it joins
+    whatever records of its two ids survive, however long ago it was sent (docs/design.md
+    §7). So a replayed or redelivered old one must be accepted like the first time. Every
+    record may be at most `max_future_hours` ahead."""
     if not shape_checked:  # decode_bytes checked it already
         check_shape(obj, limits)
     kind = obj.get("type")
-    if kind not in ("identify", "track", "page", "feedback", "content", "command"):
+    if kind not in RECORD_TYPES:
         raise Rejected("unknown_type", f"type {kind!r} is not a known record type")
     try:
         record = RECORD_ADAPTER.validate_python(obj)
@@ -204,7 +206,7 @@ def validate(
             "timestamp_in_future",
             f"{at} is more than {limits.max_future_hours} h ahead of {now_ms}",
         )
-    if not isinstance(record, Command) and at < limits.oldest_ms(now_ms):
+    if not isinstance(record, Command | Alias) and at < limits.oldest_ms(now_ms):
         raise Rejected(
             "timestamp_too_old", f"{at} is older than the retention of {limits.retention_days} days"
         )

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas.models import (
+    Alias,
     Command,
     CompanyDelta,
     Content,
@@ -24,6 +25,7 @@ EXPORTED: dict[str, type[BaseModel]] = {
     "page": Page,
     "feedback": Feedback,
     "content": Content,
+    "alias": Alias,
     "command": Command,
     "dlq": DeadLetter,
     "company-delta": CompanyDelta,

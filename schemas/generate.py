@@ -228,6 +228,7 @@ _REASONS = {
     "include": ["no longer internal", "excluded by mistake", None],
     "reset_content": ["support: restart onboarding", "customer asked for a fresh tour", None],
     "delete": ["GDPR erasure request", "account closed", None],
+    "unmerge": ["merged by mistake", "shared device", None],
 }
 
 
@@ -321,6 +322,8 @@ class _World:
     user_app: list[int] = field(default_factory=list)
     user_company: list[int | None] = field(default_factory=list)
     user_command: dict[int, str] = field(default_factory=dict)
+    user_anonymous: set[int] = field(default_factory=set)  # visitors before they sign up
+    unmerge_user: int | None = None  # whose (first) merge an operator undoes
     pages: list[tuple[Callable[[random.Random], str], str]] = field(default_factory=_page_catalogue)
     tracks: list[tuple[str, str, Callable[[random.Random], dict[str, Any]]]] = field(
         default_factory=_track_catalogue
@@ -339,8 +342,9 @@ def _app_list(n: int) -> list[tuple[str, str, str]]:
 
 
 def _build_world(
-    *, users: int, companies: int, apps: int, start: int, stop: int, seed: int, commands: bool
-) -> _World:
+    *, users: int, companies: int, apps: int, start: int, stop: int, seed: int, commands: bool,
+    anonymous: float = 0.0,
+) -> _World:  # fmt: skip
     rng = random.Random(f"profile-streams/world/{seed}")
     app_list = _app_list(apps)
     comps: list[_Company] = []
@@ -413,6 +417,12 @@ def _build_world(
                 )[0]
             )
             world.user_command[u] = kind
+    if anonymous and users:
+        # A generator of its own: the rest of the world is the same with or without visitors.
+        arng = random.Random(f"profile-streams/anonymous/{seed}")
+        world.user_anonymous = {u for u in range(users) if arng.random() < anonymous}
+        if commands and world.user_anonymous:
+            world.unmerge_user = arng.choice(sorted(world.user_anonymous))
     return world
 
 
@@ -453,6 +463,20 @@ def _plan_sessions(rng: random.Random, start: int, stop: int) -> list[list[int]]
     return sessions
 
 
+@dataclass
+class _Visitor:
+    """How a user was tracked before signing up (docs/design.md §7): session i < `sessions`
+    under `ids[i % len(ids)]`, one anonymous id per device; known from `signup` on."""
+
+    ids: list[str]
+    sessions: int
+    signup: int
+    agent: tuple[str, str, str]  # the second device's browser, os and device
+    aliases: list[tuple[int, Record]] = field(default_factory=list)  # in the stream's order
+    late: list[Record] = field(default_factory=list)  # sent at the end of the stream
+    unmerge: tuple[int, Record] | None = None
+
+
 class _UserGen:
     """Builds one user's records; `run()` yields (event ms, user index, seq, record)."""
 
@@ -467,6 +491,7 @@ class _UserGen:
         self.agent = rng.choice(_AGENTS)
         self.content: dict[str, list[Any]] = {}
         self.seq = 0
+        self.visitor: _Visitor | None = None
 
     # -- small builders ------------------------------------------------------------------------
 
@@ -502,19 +527,29 @@ class _UserGen:
             rec["company"] = self.company_dict(company, at)
         return rec
 
-    def command(self, kind: str, at: int) -> Record:
+    def command(self, kind: str, at: int, user_id: str | None = None) -> Record:
         rec: Record = {
             "type": "command",
             "command": kind,
             "command_id": f"cmd-{_uuid(self.rng)}",
             "issued_at": self.ts(at),
             "app_id": self.app_id,
-            "user_id": self.user_id,
+            "user_id": self.user_id if user_id is None else user_id,
         }
         reason = self.rng.choice(_REASONS[kind])
         if reason is not None:
             rec["reason"] = reason
         return rec
+
+    def alias(self, at: int, previous_id: str) -> Record:
+        return {
+            "type": "alias",
+            "app_id": self.app_id,
+            "user_id": self.user_id,
+            "previous_id": previous_id,
+            "event_id": _uuid(self.rng),
+            "timestamp": self.ts(at),
+        }
 
     def url(self) -> tuple[str, str]:
         rng = self.rng
@@ -535,6 +570,36 @@ class _UserGen:
 
     # -- the plan ------------------------------------------------------------------------------
 
+    def visit(self, sessions: list[list[int]]) -> _Visitor | None:
+        """The anonymous start of a user of `user_anonymous`: 1–3 sessions (one device, or
+        two taking turns) before sign-up, then an alias per device into the known id; a
+        quarter of the aliases arrive late; the operator's unmerge undoes the first one."""
+        w = self.w
+        if self.u not in w.user_anonymous:
+            return None
+        rng = random.Random(f"profile-streams/anonymous/{w.seed}/{self.u}")
+        n = len(sessions)
+        k = 1 if n < 2 else rng.randint(1, min(3, n - 1))
+        devices = 2 if k >= 2 and rng.random() < 0.4 else 1
+        ids = [f"anon-{_uuid(rng)}" for _ in range(devices)]
+        if k < n:  # between two sessions: they are more than 30 minutes apart
+            signup = sessions[k][0] - rng.randint(SEC_MS, 5 * MIN_MS)
+        else:  # signs up at the end of the last visit
+            signup = min(w.stop, sessions[-1][-1] + rng.randint(SEC_MS, 5 * MIN_MS))
+        visitor = _Visitor(ids, k, signup, _pick(rng, _AGENTS))
+        for d, anonymous_id in enumerate(ids):
+            # the second device is joined when the user first signs in on it
+            at = signup if d == 0 else min(w.stop, signup + rng.randint(SEC_MS, HOUR_MS))
+            alias = self.alias(at, anonymous_id)
+            if rng.random() < 0.25:
+                visitor.late.append(alias)
+            else:
+                visitor.aliases.append((at, alias))
+        if self.u == w.unmerge_user and w.commands and signup < w.stop:
+            at = min(w.stop, signup + rng.randint(HOUR_MS, 3 * DAY_MS))
+            visitor.unmerge = (at, self.command("unmerge", at, ids[0]))
+        return visitor
+
     def specials(self, sessions: list[list[int]]) -> list[tuple[int, Record]]:
         """Identifies and commands with their times; interactions come from the sessions."""
         rng, w = self.rng, self.w
@@ -548,6 +613,9 @@ class _UserGen:
         domain = company.domain if company else rng.choice(["gmail.com", "proton.me", "web.de"])
         email = f"{_ascii_slug(first_name)}.{_ascii_slug(last_name)}{self.u + 1}@{domain}"
         at = max(start, first - rng.randint(200, 90_000))
+        visitor = self.visitor
+        if visitor is not None:  # the first identify is the sign-up
+            at = visitor.signup
         traits: dict[str, Any] = {"name": name, "email": email}
         r = rng.random()
         if r < 0.4:  # signed up right before their first visit
@@ -564,11 +632,15 @@ class _UserGen:
             traits["beta_tester"] = rng.random() < 0.5
         if rng.random() < 0.2:
             traits["logins"] = rng.randint(1, 400)
+        if visitor is not None:
+            traits["created_at"] = self.ts(at)
         out.append((at, self.identify(at, traits, company)))
 
         n = len(sessions)
-        if n >= 2 and rng.random() < 0.35:  # a later identify changing one trait
-            k = rng.randrange(1, n)
+        # a visitor has no traits: later identifies come after the first known session
+        known = 1 if visitor is None else visitor.sessions + 1
+        if n > known and rng.random() < 0.35:  # a later identify changing one trait
+            k = rng.randrange(known, n)
             at = sessions[k][0] - rng.randint(500, 5 * MIN_MS)
             key = rng.choice(["plan", "role", "name", "country", "email", "logins"])
             value: Any
@@ -589,10 +661,10 @@ class _UserGen:
                 (at, self.identify(at, {key: value}, company if rng.random() < 0.4 else None))
             )
 
-        if company is not None and n >= 2 and rng.random() < 0.06:  # moves to another company
+        if company is not None and n > known and rng.random() < 0.06:  # moves to another company
             others = [j for j in w.app_companies[company.app] if j != company_ix]
             if others:
-                k = rng.randrange(1, n)
+                k = rng.randrange(known, n)
                 at = sessions[k][0] - rng.randint(500, 5 * MIN_MS)
                 moved = w.companies[rng.choice(others)]
                 traits = {"plan": moved.plan}
@@ -624,6 +696,10 @@ class _UserGen:
                         t = times[i - 1] + (times[i] - times[i - 1]) // 2
                         break
                 out.append((t, self.command("delete", t)))
+        if visitor is not None:
+            out.extend(visitor.aliases)
+            if visitor.unmerge is not None:
+                out.append(visitor.unmerge)
         out.sort(key=lambda pair: pair[0])
         return out
 
@@ -684,6 +760,8 @@ class _UserGen:
     def run(self) -> Iterator[tuple[int, int, int, Record]]:
         rng, w, u = self.rng, self.w, self.u
         sessions = _plan_sessions(rng, w.start, w.stop)
+        visitor = self.visitor = self.visit(sessions)
+        anonymous = visitor.sessions if visitor is not None else 0
         specials = self.specials(sessions)
         si, ns = 0, len(specials)
         tracks = w.tracks
@@ -691,11 +769,18 @@ class _UserGen:
         ts = self.ts
         app_id, user_id = self.app_id, self.user_id
         lower_host = self.host.lower()
-        for times in sessions:
+        for i, times in enumerate(sessions):
             country, language = self.country, self.language
             if rng.random() < 0.05:  # travelling
                 country, _, language = rng.choice(_LOCALES)
             browser, os_name, device = self.agent if rng.random() < 0.9 else rng.choice(_AGENTS)
+            if i < anonymous:  # a visitor who has not signed up yet
+                assert visitor is not None
+                user_id = visitor.ids[i % len(visitor.ids)]
+                if i % len(visitor.ids):
+                    browser, os_name, device = visitor.agent
+            else:
+                user_id = self.user_id
             page_url, page_title = self.url()
             for j, t in enumerate(times):
                 while si < ns and specials[si][0] <= t:
@@ -744,6 +829,9 @@ class _UserGen:
             si += 1
             self.seq += 1
             yield at, u, self.seq, rec
+        for rec in visitor.late if visitor is not None else ():
+            self.seq += 1  # its timestamp is the sign-up's; it comes after every other record
+            yield w.stop, u, self.seq, rec
 
     def feedback(self, rec: Record) -> None:
         rng = self.rng
@@ -773,10 +861,12 @@ class _UserGen:
 
 def _tagged(
     *, users: int, companies: int | None, apps: int, days: int, end_ms: int, seed: int,
-    commands: bool,
+    commands: bool, anonymous: float = 0.0,
 ) -> Iterator[tuple[int, int, int, Record]]:  # fmt: skip
     if users < 0 or apps < 1 or days < 1:
         raise ValueError("users must be >= 0, apps >= 1 and days >= 1")
+    if not 0.0 <= anonymous <= 1.0:
+        raise ValueError("anonymous is a fraction between 0 and 1")
     n_companies = max(1, users // 8) if companies is None else companies
     if n_companies < 0:
         raise ValueError("companies must be >= 0")
@@ -789,6 +879,7 @@ def _tagged(
         stop=stop,
         seed=seed,
         commands=commands,
+        anonymous=anonymous,
     )
     return heapq.merge(*(_UserGen(world, u).run() for u in range(users)))
 
@@ -804,17 +895,19 @@ def iter_records(
     commands: bool = False,
     duplicates: float = 0.0,
     shuffle: bool = False,
+    anonymous: float = 0.0,
 ) -> Iterator[Record]:
-    """Yield the records of `generate` one by one; lazily (sorted) unless shuffled/duplicated."""
+    """Yield the records of `generate` one by one; lazily (in `generate`'s order) unless
+    shuffled/duplicated."""
     if shuffle or duplicates:
         yield from generate(
             users=users, companies=companies, apps=apps, days=days, end_ms=end_ms, seed=seed,
-            commands=commands, duplicates=duplicates, shuffle=shuffle,
+            commands=commands, duplicates=duplicates, shuffle=shuffle, anonymous=anonymous,
         )  # fmt: skip
         return
     for item in _tagged(
         users=users, companies=companies, apps=apps, days=days, end_ms=end_ms, seed=seed,
-        commands=commands,
+        commands=commands, anonymous=anonymous,
     ):  # fmt: skip
         yield item[3]
 
@@ -830,10 +923,14 @@ def generate(
     commands: bool = False,
     duplicates: float = 0.0,
     shuffle: bool = False,
+    anonymous: float = 0.0,
 ) -> list[Record]:
     """Wire records for `users` users over `days` days ending at `end_ms` (exclusive of the last
     minute); sorted by event time unless `shuffle`; `duplicates` adds exact copies of that
-    fraction of the records. Same arguments, same output."""
+    fraction of the records. `anonymous` is the fraction of users who start as visitors
+    under anonymous ids and are joined to their known id by `alias` records at sign-up
+    (docs/design.md §7); late aliases come last whatever their time, and with `commands` an
+    operator unmerges one of the merges. Same arguments, same output."""
     if not 0.0 <= duplicates <= 1.0:
         raise ValueError("duplicates is a fraction between 0 and 1")
     # A million acyclic dicts make the cyclic GC rescan the growing heap over and over.
@@ -843,7 +940,7 @@ def generate(
         tagged = list(
             _tagged(
                 users=users, companies=companies, apps=apps, days=days, end_ms=end_ms, seed=seed,
-                commands=commands,
+                commands=commands, anonymous=anonymous,
             )
         )  # fmt: skip
     finally:

@@ -144,7 +144,22 @@ class Content(_Event):
     step: Annotated[int, Field(strict=True, ge=0)] | None = None
 
 
-CommandName = Literal["exclude", "include", "reset_content", "delete"]
+class Alias(_Event):
+    """`user_id` is the id the person is known by from now on; `previous_id` the id it was
+    tracked under before (docs/design.md §7). Keyed by the previous id: it lands where that
+    id's records are."""
+
+    type: Literal["alias"]
+    previous_id: UserId
+
+    @model_validator(mode="after")
+    def _two_ids(self) -> Alias:
+        if self.previous_id == self.user_id:
+            raise ValueError("previous_id must differ from user_id")
+        return self
+
+
+CommandName = Literal["exclude", "include", "reset_content", "delete", "unmerge"]
 
 
 class Command(_Model):
@@ -160,9 +175,9 @@ class Command(_Model):
 Event = Identify | Track | Page | Feedback | Content
 Interaction = Track | Page | Feedback | Content
 Record = Annotated[
-    Identify | Track | Page | Feedback | Content | Command, Field(discriminator="type")
+    Identify | Track | Page | Feedback | Content | Alias | Command, Field(discriminator="type")
 ]
-RECORD_TYPES = ("identify", "track", "page", "feedback", "content", "command")
+RECORD_TYPES = ("identify", "track", "page", "feedback", "content", "alias", "command")
 
 # Built once: validation of every incoming record goes through this adapter.
 RECORD_ADAPTER: TypeAdapter[Record] = TypeAdapter(Record)

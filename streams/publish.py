@@ -16,11 +16,11 @@ from aiokafka import AIOKafkaProducer
 from schemas.codec import Rejected, encode, validate
 from streams.kafka import client_options, ensure_topics
 from streams.settings import Settings
-from streams.topics import Topics, record_key
+from streams.topics import Topics, key_of
 
 COMMAND_REFUSED = (
     "command_refused: command records are an operator's (exclude, include, reset_content, "
-    "delete): publish them with --commands, or send one with profiles command"
+    "delete, unmerge): publish them with --commands, or send one with profiles command"
 )
 
 
@@ -34,7 +34,8 @@ def check_lines(
     lines: Iterable[str], settings: Settings, *, commands: bool = False
 ) -> tuple[list[dict[str, Any]], PublishReport]:
     """Parse and validate every line; what is invalid is reported by line and never sent, and
-    so are `command` records unless `commands` (an operator's, never an SDK's)."""
+    so are `command` records unless `commands` (an operator's, never an SDK's). An `alias` is
+    an SDK's record like an identify: it needs no flag."""
     report = PublishReport()
     good = []
     now_ms = int(time.time() * 1000)
@@ -76,11 +77,10 @@ def record_producer(settings: Settings) -> AIOKafkaProducer:
 async def send_record(
     producer: AIOKafkaProducer, topics: Topics, obj: dict[str, Any], *, as_json: bool = False
 ) -> asyncio.Future[Any]:
-    """Hand a valid record to the producer: its type's topic, keyed by app and user; the
-    future is done when Kafka acknowledged it."""
+    """Hand a valid record to the producer: its type's topic, keyed by app and user (an
+    alias by app and previous id); the future is done when Kafka acknowledged it."""
     value = json.dumps(obj, ensure_ascii=False).encode() if as_json else encode(obj)
-    key = record_key(obj["app_id"], obj["user_id"])
-    return await producer.send(topics.for_type(obj["type"]), value, key=key)
+    return await producer.send(topics.for_type(obj["type"]), value, key=key_of(obj))
 
 
 async def send_records(
@@ -123,7 +123,8 @@ async def acknowledged(pending: list[asyncio.Future[Any]]) -> None:
 def command_record(
     command: str, app_id: str, user_id: str, issued_at: int | str, reason: str | None = None
 ) -> dict[str, Any]:
-    """An operator command event (docs/design.md §2), with a fresh command id."""
+    """An operator command event (docs/design.md §2), with a fresh command id. For an
+    `unmerge` (§7), `user_id` is the previous id: the one to stand alone again."""
     record: dict[str, Any] = {
         "type": "command",
         "command": command,

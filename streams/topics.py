@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-# record type -> topic suffix
+# record type -> topic suffix; an alias links identities, so it travels with the identifies
+# (docs/design.md §7), and every command, unmerge included, on the commands topic
 SOURCE_TOPICS = {
     "identify": "identify",
+    "alias": "identify",
     "track": "track",
     "page": "page",
     "feedback": "feedback",
@@ -24,10 +28,11 @@ class Topics:
 
     @property
     def sources(self) -> list[str]:
-        """The user-scoped topics the user agent consumes, commands included."""
-        return [self.prefix + suffix for suffix in SOURCE_TOPICS.values()]
+        """The user-scoped topics the user agent consumes, commands included, each once."""
+        return [self.prefix + suffix for suffix in dict.fromkeys(SOURCE_TOPICS.values())]
 
     def type_of(self, topic: str) -> str | None:
+        """The record type a topic is named for (the identify topic carries aliases too)."""
         for record_type, suffix in SOURCE_TOPICS.items():
             if topic == self.prefix + suffix:
                 return record_type
@@ -58,5 +63,14 @@ class Topics:
 
 
 def record_key(app_id: str, user_id: str) -> bytes:
-    """The partitioning key of every user-scoped record."""
+    """The partitioning key of a user's records: `"{app_id}:{user_id}"` as UTF-8."""
     return f"{app_id}:{user_id}".encode()
+
+
+def key_of(record: Mapping[str, Any]) -> bytes:
+    """The partitioning key of a valid record map: an alias is keyed by its previous id, so
+    it lands where that id's records are (docs/design.md §7); every other record by its
+    user id (a command's user id is the id it acts on, an unmerge's the previous id)."""
+    if record["type"] == "alias":
+        return record_key(record["app_id"], record["previous_id"])
+    return record_key(record["app_id"], record["user_id"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -188,3 +189,100 @@ def test_write_jsonl_round_trips(tmp_path):
     path = tmp_path / "demo.jsonl"
     write_jsonl(iter(plain), path)
     assert path.read_text(encoding="utf-8") == buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- anonymous visitors
+
+VISITORS = {"users": 300, "commands": True, "anonymous": 0.3, "end_ms": END}
+
+
+@pytest.fixture(scope="module")
+def visitors() -> list[dict]:
+    return generate(**VISITORS)
+
+
+def test_anonymous_off_is_the_output_of_before(records):
+    """The option off changes no byte: these are the digests of the generator before it
+    had the option (other tests and benchmarks depend on its output per seed)."""
+    for args, digest in [
+        (
+            {"users": 60, "commands": True, "duplicates": 0.05, "shuffle": True, "seed": 3},
+            "12b2a2725557ddb22533840b1350267be3e5aa4b831b57aa6f98ec7435c777bc",
+        ),
+        (
+            {"users": 60, "commands": True, "seed": 1},
+            "16591256b3d8e75fb4df4e2da16da08e3896d2e447b1d545202da32d5bfbb25e",
+        ),
+    ]:
+        buffer = io.StringIO()
+        write_jsonl(generate(end_ms=END, **args), buffer)
+        assert hashlib.sha256(buffer.getvalue().encode()).hexdigest() == digest, args
+    assert generate(**{**ARGS, "anonymous": 0.0}) == records
+    assert not any(r["type"] == "alias" for r in records)
+
+
+def test_anonymous_is_deterministic_per_seed_and_validates(visitors):
+    assert generate(**VISITORS) == visitors
+    assert list(iter_records(**VISITORS)) == visitors
+    assert generate(**{**VISITORS, "seed": 2}) != visitors
+    limits = Limits()
+    for record in visitors:
+        validate(record, limits, END)
+    with pytest.raises(ValueError, match="anonymous"):
+        generate(users=5, end_ms=END, anonymous=1.5)
+
+
+def test_aliases_join_anonymous_ids_that_have_records(visitors):
+    aliases = [r for r in visitors if r["type"] == "alias"]
+    assert aliases
+    events = [r for r in visitors if r["type"] not in ("alias", "command")]
+    by_id: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in events:
+        by_id[r["app_id"], r["user_id"]].append(r)
+    into: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for alias in aliases:
+        previous = (alias["app_id"], alias["previous_id"])
+        assert alias["previous_id"].startswith("anon-")
+        assert alias["previous_id"] != alias["user_id"]
+        mine = by_id[previous]
+        assert mine, alias  # the anonymous id has records to join
+        assert all(r["type"] in INTERACTIONS for r in mine)  # a visitor has no traits
+        assert max(at(r) for r in mine) <= at(alias)  # tracked anonymously until sign-up
+        assert by_id[alias["app_id"], alias["user_id"]]  # the known id has records too
+        into[alias["app_id"], alias["user_id"]].add(alias["previous_id"])
+    assert len({a["previous_id"] for a in aliases}) == len(aliases)  # one merge per id
+    assert any(len(ids) == 2 for ids in into.values())  # two devices into one user
+    assert any(len(ids) == 1 for ids in into.values())
+
+
+def test_some_aliases_arrive_late_and_the_rest_is_in_time_order(visitors):
+    times = [at(r) for r in visitors]
+    late = [i for i in range(1, len(times)) if times[i] < max(times[:i])]
+    assert late and all(visitors[i]["type"] == "alias" for i in late)
+    assert visitors[-1]["type"] == "alias"
+    in_time = [t for i, t in enumerate(times) if i not in set(late)]
+    assert in_time == sorted(in_time)
+
+
+def test_one_merge_is_undone_with_commands_only(visitors):
+    unmerges = [r for r in visitors if r["type"] == "command" and r["command"] == "unmerge"]
+    [unmerge] = unmerges
+    [alias] = [
+        r for r in visitors if r["type"] == "alias" and r["previous_id"] == unmerge["user_id"]
+    ]
+    assert unmerge["app_id"] == alias["app_id"]
+    assert at(unmerge) > at(alias)  # the latest decides: the id stands alone again
+    plain = generate(**{**VISITORS, "commands": False})
+    assert not any(r["type"] == "command" for r in plain)
+    assert any(r["type"] == "alias" for r in plain)
+
+
+def test_anonymous_only_relabels_and_adds(visitors):
+    """The visitors' users are the same people: the users who never were anonymous have the
+    records they have without the option."""
+    plain = generate(**{**VISITORS, "anonymous": 0.0})
+    joined = {r["user_id"] for r in visitors if r["type"] == "alias"}
+    known = [r for r in visitors if r["type"] != "alias" and not r["user_id"].startswith("anon-")]
+    unchanged = [r for r in plain if r["user_id"] not in joined]
+    assert unchanged == [r for r in known if r["user_id"] not in joined]
+    assert len(unchanged) < len(plain)

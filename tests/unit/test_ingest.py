@@ -18,7 +18,7 @@ from schemas.codec import Rejected, decode, encode
 from schemas.limits import HOUR_MS, Limits
 from schemas.models import DeadLetter
 from streams.ingest import triage
-from streams.topics import Topics, record_key
+from streams.topics import Topics, key_of
 
 NOW = 1_795_000_000_000
 L = Limits()
@@ -42,6 +42,7 @@ def event(rtype: str, /, **over: Any) -> dict[str, Any]:
         "page": {"url": "https://app.example.com/"},
         "feedback": {"survey_id": "s1", "survey_type": "nps", "score": 9},
         "content": {"content_id": "c1", "content_type": "banner", "action": "clicked"},
+        "alias": {"previous_id": "anon-1"},
     }
     if rtype == "command":
         obj = {
@@ -69,8 +70,13 @@ def msg(obj: Any, offset: int, *, topic: str | None = None, partition: int = 0, 
     value = raw if raw is not None else encode(obj)
     if topic is None:
         topic = T.for_type(obj["type"])
-    key = record_key(obj["app_id"], obj["user_id"]) if isinstance(obj, dict) else b"k"
+    key = key_of(obj) if isinstance(obj, dict) else b"k"
     return Msg(topic, partition, offset, key, value)
+
+
+def not_live(obj: dict[str, Any]) -> bool:
+    """Identity records: valid, but dead-lettered until the worker folds them (§7)."""
+    return obj["type"] == "alias" or (obj["type"] == "command" and obj["command"] == "unmerge")
 
 
 def letter(raw: bytes) -> dict[str, Any]:
@@ -87,6 +93,7 @@ def test_mixed_batch() -> None:
     good_identify = event("identify", event_id="i1", user_id="u:{2}")
     good_command = event("command", command_id="c1")
     good_content = event("content", event_id="k1")
+    good_alias = event("alias", event_id="a1", timestamp=NOW - 500 * 86_400_000)
     messages = [
         msg(good_track, 10, partition=3),
         Msg(T.for_type("track"), 3, 11, b"app:u1", b"\xc1\xc1garbage"),
@@ -99,6 +106,10 @@ def test_mixed_batch() -> None:
         msg(event("feedback", score=11), 2, partition=4),
         msg(good_content, 0, partition=6),
         Msg(T.for_type("content"), 6, 1, b"", encode([1, 2, 3])),
+        msg(good_alias, 13, partition=1),
+        msg(event("alias", event_id="a2", previous_id="u1"), 14, partition=1),
+        msg(event("alias", event_id="a3"), 15, topic=T.for_type("track")),
+        msg(event("command", command_id="c2", command="unmerge"), 16, partition=2),
     ]
     before = int(time.time() * 1000)
     good, dead = triage(messages, T, L, NOW)
@@ -110,6 +121,7 @@ def test_mixed_batch() -> None:
         Positioned(decode(encode(good_command), L, NOW), "profiles.commands", 2, 99),
         Positioned(decode(encode(good_content), L, NOW), "profiles.content", 6, 0),
     ]
+    assert messages[11].key == b"app:anon-1"  # an alias is keyed by its previous id
     assert good[1].record.user_id == "u:{2}"
 
     expected = [
@@ -120,6 +132,10 @@ def test_mixed_batch() -> None:
         (messages[7], "invalid_json"),
         (messages[8], "invalid_field"),
         (messages[10], "not_a_map"),
+        (messages[11], "identity_not_live"),  # valid, waits for a worker that folds it
+        (messages[12], "invalid_field"),
+        (messages[13], "wrong_topic"),
+        (messages[14], "identity_not_live"),
     ]
     assert len(dead) == len(expected)
     for (message, raw), (original, reason) in zip(dead, expected, strict=True):
@@ -150,6 +166,9 @@ def test_mixed_batch() -> None:
         ("command", "profiles.page"),
         ("feedback", "profiles.dlq"),
         ("content", "elsewhere"),
+        ("alias", "profiles.commands"),
+        ("alias", "profiles.alias"),
+        ("identify", "profiles.alias"),
     ],
 )
 def test_wrong_topic(rtype: str, topic: str) -> None:
@@ -252,7 +271,7 @@ msgpack_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(msgpack_keys, inner, max_size=4),
     max_leaves=12,
 )
-RECORD_TYPES = ["identify", "track", "page", "feedback", "content", "command"]
+RECORD_TYPES = ["identify", "track", "page", "feedback", "content", "alias", "command"]
 FIELDS = [
     "type",
     "app_id",
@@ -266,6 +285,7 @@ FIELDS = [
     "issued_at",
     "step",
     "context",
+    "previous_id",
 ]
 
 
@@ -291,6 +311,10 @@ def good_records(draw: st.DrawFn) -> dict[str, Any]:
     at = draw(st.integers(NOW - 400 * 86_400_000, NOW + 24 * HOUR_MS))
     if rtype == "command":
         return event("command", command_id=eid, issued_at=at, app_id=app, user_id=user)
+    if rtype == "alias":  # the event id doubles as a previous id (never the user id)
+        previous = eid if eid != user else f"{eid}'"
+        ids = {"app_id": app, "user_id": user, "previous_id": previous}
+        return event(rtype, event_id=eid, timestamp=at, **ids)
     return event(rtype, event_id=eid, timestamp=at, app_id=app, user_id=user)
 
 
@@ -348,7 +372,7 @@ def test_triage_fuzz_never_raises_and_loses_nothing(items: list[Any]) -> None:
     for offset, ((kind, obj, value), topic, partition) in enumerate(items):
         if kind in ("good", "good_json"):
             topic = T.for_type(obj["type"])
-        key = record_key(obj["app_id"], obj["user_id"]) if kind.startswith("good") else None
+        key = key_of(obj) if kind.startswith("good") else None
         messages.append(Msg(topic, partition, offset, key, value))
 
     good, dead = triage(messages, T, L, NOW)
@@ -363,13 +387,15 @@ def test_triage_fuzz_never_raises_and_loses_nothing(items: list[Any]) -> None:
     # every good one is accepted, exactly as it would be on its own
     good_at = {p.offset: p for p in good}
     for message, (kind, obj, _value) in zip(messages, [i[0] for i in items], strict=True):
-        if kind in ("good", "good_json"):
+        if kind in ("good", "good_json") and not_live(obj):
+            assert message.offset not in good_at
+        elif kind in ("good", "good_json"):
             placed = good_at[message.offset]
             assert placed == Positioned(
                 decode(message.value, L, NOW), message.topic, message.partition, message.offset
             )
             assert placed.record.user_id == obj["user_id"]
-            assert record_key(placed.record.app_id, placed.record.user_id) == message.key
+            assert key_of(placed.record.model_dump()) == message.key
         if message.offset in good_at:
             alone, _ = triage([message], T, L, NOW)
             assert alone == [good_at[message.offset]]
@@ -389,8 +415,11 @@ def test_triage_fuzz_never_raises_and_loses_nothing(items: list[Any]) -> None:
         except Rejected as exc:
             assert data["reason"] == exc.reason
         else:
-            assert data["reason"] == "wrong_topic"
-            assert message.topic != T.for_type(decoded.type)
+            if message.topic == T.for_type(decoded.type):
+                assert data["reason"] == "identity_not_live"
+                assert not_live(decoded.model_dump())
+            else:
+                assert data["reason"] == "wrong_topic"
 
 
 @settings(max_examples=100, deadline=None)

@@ -17,7 +17,16 @@ from hypothesis import strategies as st
 from schemas.codec import Rejected, decode, encode, validate
 from schemas.export import export_json_schemas
 from schemas.limits import DAY_MS, HOUR_MS, Limits
-from schemas.models import RECORD_TYPES, Command, Content, Feedback, Identify, Page, Track
+from schemas.models import (
+    RECORD_TYPES,
+    Alias,
+    Command,
+    Content,
+    Feedback,
+    Identify,
+    Page,
+    Track,
+)
 
 NOW = 1_795_000_000_000  # 2026-11-18T08:26:40Z, fixed so runs are reproducible
 L = Limits()
@@ -31,11 +40,12 @@ MODEL_OF = {
     "page": Page,
     "feedback": Feedback,
     "content": Content,
+    "alias": Alias,
     "command": Command,
 }
 CONTENT_TYPES = ["flow", "spotlight", "banner", "checklist"]
 CONTENT_ACTIONS = ["seen", "started", "step_completed", "completed", "dismissed", "clicked"]
-COMMANDS = ["exclude", "include", "reset_content", "delete"]
+COMMANDS = ["exclude", "include", "reset_content", "delete", "unmerge"]
 TRACK_KINDS = ["tracked", "labeled", "feature_tag"]
 
 OWN_FIELDS = {
@@ -44,6 +54,7 @@ OWN_FIELDS = {
     "page": {"url": "https://app.example.com/reports"},
     "feedback": {"survey_id": "s1", "survey_type": "nps", "score": 7},
     "content": {"content_id": "c1", "content_type": "flow", "action": "seen"},
+    "alias": {"previous_id": "anon-1"},
 }
 
 
@@ -254,6 +265,8 @@ def records(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, int]]:
         obj["url"] = draw(names)
         if draw(st.booleans()):
             obj["title"] = draw(short_text)
+    elif kind == "alias":
+        obj["previous_id"] = draw(ids.filter(lambda s: s != obj["user_id"]))
     elif kind == "feedback":
         obj["survey_id"] = draw(names)
         obj["survey_type"] = draw(st.sampled_from(["nps", "survey"]))
@@ -321,6 +334,8 @@ def check_fields(obj: dict[str, Any], record: Any, times: dict[str, int]) -> Non
         assert (record.content_id, record.content_type) == (obj["content_id"], obj["content_type"])
         assert (record.action, record.step) == (obj["action"], obj.get("step"))
         assert record.content_name == obj.get("content_name")
+    elif isinstance(record, Alias):
+        assert record.previous_id == obj["previous_id"]
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -359,6 +374,42 @@ def test_every_command_kind(command: str) -> None:
     record = accepted_everywhere(rec("command", command=command, reason="gdpr"))
     assert isinstance(record, Command)
     assert (record.command, record.reason, record.issued_at) == (command, "gdpr", NOW)
+
+
+def test_alias_joins_two_ids() -> None:
+    obj = rec("alias", user_id="u:{known}", previous_id="anon-7f3e", context={"os": "iOS"})
+    record = accepted_everywhere(obj)
+    assert isinstance(record, Alias)
+    assert (record.user_id, record.previous_id) == ("u:{known}", "anon-7f3e")
+    assert (record.event_id, record.timestamp) == ("e1", NOW)
+
+
+@pytest.mark.parametrize("same", ["u1", "ü:{*}?", "x" * 255])
+def test_alias_into_itself_is_invalid(same: str) -> None:
+    obj = rec("alias", user_id=same, previous_id=same)
+    assert reasons_everywhere(obj) == {"invalid_field"}
+    assert "previous_id must differ from user_id" in rejected_obj(obj).detail
+    accepted_everywhere(rec("alias", user_id=same, previous_id=same + " "))  # ids are exact
+
+
+def test_alias_is_never_too_old_but_may_not_be_from_the_future() -> None:
+    """An alias is a link, not data: like a command it is accepted whatever its age."""
+    for at in (NOW - 400 * DAY_MS - 1, rfc3339(NOW - 401 * DAY_MS, 60), 0):
+        accepted_everywhere(rec("alias", timestamp=at))
+    window = Limits(retention_days=7)
+    accepted_everywhere(rec("alias", timestamp=NOW - 8 * DAY_MS), window)
+    assert reasons_everywhere(rec("identify", timestamp=NOW - 8 * DAY_MS), window) == {
+        "timestamp_too_old"
+    }
+    accepted_everywhere(rec("alias", timestamp=NEWEST))
+    assert reasons_everywhere(rec("alias", timestamp=NEWEST + 1)) == {"timestamp_in_future"}
+
+
+def test_unmerge_is_a_command_whose_user_is_the_previous_id() -> None:
+    record = accepted_everywhere(rec("command", command="unmerge", user_id="anon-7f3e"))
+    assert isinstance(record, Command)
+    assert (record.command, record.user_id) == ("unmerge", "anon-7f3e")
+    accepted_everywhere(rec("command", command="unmerge", issued_at=NOW - 500 * DAY_MS))
 
 
 @pytest.mark.parametrize("kind", TRACK_KINDS)
@@ -599,7 +650,10 @@ def test_bytes_reasons(raw: bytes, reason: str) -> None:
     assert isinstance(error.detail, str) and error.detail
 
 
-@pytest.mark.parametrize("kind", ["click", "", "Track", "company_delta", "dlq", 5, None, True])
+@pytest.mark.parametrize(
+    "kind",
+    ["click", "", "Track", "company_delta", "dlq", "Alias", "merge", "unmerge", 5, None, True],
+)
 def test_unknown_type(kind: Any) -> None:
     obj = rec("track", type=kind)
     assert rejected_obj(obj).reason == "unknown_type"
@@ -619,6 +673,7 @@ REQUIRED = {
     "page": ["app_id", "user_id", "event_id", "timestamp", "url"],
     "feedback": ["app_id", "user_id", "event_id", "timestamp", "survey_id", "survey_type"],
     "content": [*EVENT_REQUIRED, "content_id", "content_type", "action"],
+    "alias": [*EVENT_REQUIRED, "previous_id"],
     "command": ["command", "command_id", "issued_at", "app_id", "user_id"],
 }
 
@@ -657,6 +712,12 @@ INVALID_FIELDS = [
     ("content", "content_type", "modal"),
     ("content", "action", "hovered"),
     ("command", "command", "purge"),
+    ("command", "command", "merge"),
+    ("alias", "previous_id", ""),
+    ("alias", "previous_id", "p" * 257),
+    ("alias", "previous_id", "anon\n1"),
+    ("alias", "previous_id", 7),
+    ("alias", "previous_id", None),
     ("command", "issued_at", True),
     ("command", "issued_at", "2026-11-18T00:00:00"),
     ("track", "timestamp", True),
@@ -900,6 +961,11 @@ def test_export_json_schemas(tmp_path) -> None:
         assert {"app_id", "user_id"} <= set(schema["required"])
         assert "integer" in json.dumps(props[time_field])
         assert "date-time" in json.dumps(props[time_field])
+    alias = json.loads((out / "alias.schema.json").read_text(encoding="utf-8"))
+    assert {"previous_id", "event_id", "timestamp"} <= set(alias["required"])
+    assert alias["properties"]["previous_id"]["maxLength"] == 256
+    command = json.loads((out / "command.schema.json").read_text(encoding="utf-8"))
+    assert set(command["properties"]["command"]["enum"]) == set(COMMANDS)
     # exporting twice is idempotent
     again = export_json_schemas(out)
     assert [p.read_text() for p in again] == [p.read_text() for p in paths]
