@@ -87,6 +87,19 @@ class UserState:
     auto: dict[str, list[Any]] = field(default_factory=dict)  # context key -> triple
     identified: list[Any] | None = None  # [ts, event id] of the latest identify
 
+    def copied(self, *, rows: bool = True) -> UserState:
+        """A copy whose dicts may be changed (without the rows: only the commands and last
+        writers)."""
+        return UserState(
+            dict(self.interactions) if rows else {},
+            dict(self.commands),
+            dict(self.traits),
+            self.company,
+            dict(self.facts),
+            dict(self.auto),
+            self.identified,
+        )
+
     @property
     def deleted_until(self) -> int | None:
         """The latest delete's time: records at or before it are erased."""
@@ -201,10 +214,14 @@ def merge_row(rows: dict[str, list[Any]], eid: str, row: list[Any]) -> bool:
 
 
 def merge_command(commands: dict[str, list[Any]], record: Command) -> None:
-    row = [record.issued_at, record.command]
-    old = commands.get(record.command_id)
+    merge_command_row(commands, record.command_id, [record.issued_at, record.command])
+
+
+def merge_command_row(commands: dict[str, list[Any]], command_id: str, row: list[Any]) -> None:
+    """Two different commands under one id (a client bug): the smaller encoding is kept."""
+    old = commands.get(command_id)
     if old is None or (old != row and _pack(row) < _pack(old)):
-        commands[record.command_id] = row
+        commands[command_id] = row
 
 
 def apply(
@@ -218,15 +235,7 @@ def apply(
     """Fold records into a new state: set union by id and last writers, then erase what
     deletes and retention drop (and, in a namespace rebuilt `--since`, events before its
     floor; commands stay)."""
-    new = UserState(
-        dict(state.interactions),
-        dict(state.commands),
-        dict(state.traits),
-        state.company,
-        dict(state.facts),
-        dict(state.auto),
-        state.identified,
-    )
+    new = state.copied()
     for record in records:
         if isinstance(record, Command):
             merge_command(new.commands, record)

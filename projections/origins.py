@@ -24,10 +24,10 @@ from projections.fold import (
     UserState,
     compact,
     deleted_until,
-    encode_field,
     erase,
     erased_by_delete,
     merge_command,
+    merge_command_row,
     merge_context,
     merge_identify,
     merge_row,
@@ -39,21 +39,9 @@ from schemas.models import Alias, Command, Identify, Record
 OWN = ""
 
 
-def msgpack_smaller(a: list[Any], b: list[Any]) -> bool:
-    return encode_field(a) < encode_field(b)
-
-
 def last_writers(state: UserState) -> UserState:
     """The commands and last writers of a state, as a state without rows."""
-    return UserState(
-        {},
-        dict(state.commands),
-        dict(state.traits),
-        state.company,
-        dict(state.facts),
-        dict(state.auto),
-        state.identified,
-    )
+    return state.copied(rows=False)
 
 
 def _merge_facts(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -73,9 +61,7 @@ def merge_writers(into: UserState, other: UserState) -> None:
     """Fold the commands and last writers of `other` into `into` (in place; its dicts are
     its own)."""
     for cid, row in other.commands.items():
-        old = into.commands.get(cid)
-        if old is None or (old != row and msgpack_smaller(row, old)):
-            into.commands[cid] = row
+        merge_command_row(into.commands, cid, row)
     if other.identified is not None and (
         into.identified is None or tuple(other.identified) > tuple(into.identified)
     ):
@@ -188,14 +174,22 @@ def _take_out(held: Held, origin: str) -> None:
     state.facts, state.auto, state.identified = union.facts, union.auto, union.identified
 
 
-def drop(held: Held, origin: str, g: int) -> bool:
-    """`origin` left this id at version g: its rows, commands and writers go."""
+def _taken_out(held: Held, origin: str, g: int) -> bool:
+    """Take `origin` out of the union for news of version g; False when the union holds
+    newer news of it (the message is stale)."""
     entry = held.origins.get(origin)
     if entry is not None and entry[0] > g:
         return False
     if OWN not in held.origins:
         held.origins[OWN] = [0, last_writers(held.state)]
     _take_out(held, origin)
+    return True
+
+
+def drop(held: Held, origin: str, g: int) -> bool:
+    """`origin` left this id at version g: its rows, commands and writers go."""
+    if not _taken_out(held, origin, g):
+        return False
     held.origins[origin] = [g, None]
     return True
 
@@ -219,12 +213,8 @@ def join(
 ) -> bool:
     """`origin` joined this id at version g: its part (`own_part` of its state) replaces
     whatever this id held of it."""
-    entry = held.origins.get(origin)
-    if entry is not None and entry[0] > g:
+    if not _taken_out(held, origin, g):
         return False
-    if OWN not in held.origins:
-        held.origins[OWN] = [0, last_writers(held.state)]
-    _take_out(held, origin)
     rows, writers = part
     mine = last_writers(writers)
     held.origins[origin] = [g, mine]

@@ -171,32 +171,13 @@ def surviving_records(
         rec for rec in records if rec["type"] in ("command", "alias") or record_ms(rec) >= horizon
     ]
 
-    # 2. dedupe: smallest canonical JSON wins among records sharing an id
-    by_id: dict[tuple, dict] = {}
-    for rec in kept:
-        if rec["type"] == "command":
-            key = ("command", rec["app_id"], rec["user_id"], rec["command_id"])
-        elif rec["type"] == "alias":
-            key = ("alias", rec["app_id"], rec["previous_id"], rec["event_id"])
-        else:
-            key = ("event", rec["app_id"], rec["user_id"], rec["event_id"])
-        if key not in by_id or _canonical(rec) < _canonical(by_id[key]):
-            by_id[key] = rec
-
-    # identity (§7): links out, deletes across components, records to their roots
-    kept = _to_roots(list(by_id.values()))
-    by_id = {}
-    for rec in kept:
-        if rec["type"] == "command":
-            key = ("command", rec["app_id"], rec["user_id"], rec["command_id"])
-        else:
-            key = ("event", rec["app_id"], rec["user_id"], rec["event_id"])
-        if key not in by_id or _canonical(rec) < _canonical(by_id[key]):
-            by_id[key] = rec
+    # 2. dedupe; then identity (§7): links out, deletes across components, records to their
+    # roots, where they are deduplicated again (as if sent with the root's user_id)
+    kept = _dedupe(_to_roots(_dedupe(kept)))
 
     # group by user
     per_user: dict[tuple[str, str], list[dict]] = {}
-    for rec in by_id.values():
+    for rec in kept:
         per_user.setdefault((rec["app_id"], rec["user_id"]), []).append(rec)
 
     # 3. delete
@@ -311,6 +292,21 @@ def merged_into(records: list[dict], app_id: str, user_id: str) -> str | None:
     links = [r for r in records if _is_link(r)]
     root = root_of(links, app_id, user_id)
     return None if root == user_id else root
+
+
+def _dedupe(records: list[dict]) -> list[dict]:
+    """The smallest canonical JSON wins among records sharing an id."""
+    by_id: dict[tuple, dict] = {}
+    for rec in records:
+        if rec["type"] == "command":
+            key = ("command", rec["app_id"], rec["user_id"], rec["command_id"])
+        elif rec["type"] == "alias":
+            key = ("alias", rec["app_id"], rec["previous_id"], rec["event_id"])
+        else:
+            key = ("event", rec["app_id"], rec["user_id"], rec["event_id"])
+        if key not in by_id or _canonical(rec) < _canonical(by_id[key]):
+            by_id[key] = rec
+    return list(by_id.values())
 
 
 def _event_order(rec: dict) -> tuple[int, str]:
