@@ -201,7 +201,8 @@ class IngestBatch(BaseModel):
     records: list[WireRecord] = Field(
         min_length=1,
         description="records as `profiles schemas export` describes them (identify, track, "
-        "page, feedback, content, alias), each of the write key's app; at most PROFILES_INGEST_BURST",
+        "page, feedback, content, alias), each of the write key's app; "
+        "at most PROFILES_INGEST_BURST",
     )
 
 

@@ -509,22 +509,24 @@ class Index:
     auto: dict[str, list[Any]] = field(default_factory=dict)
     engagement: dict[str, list[Any]] = field(default_factory=dict)
     identified: list[Any] | None = None
+    # what an id merged into another, or holding others, keeps of its merges (origins.py)
+    identity: list[Any] | None = None
 
     def to_bytes(self) -> bytes:
-        """Keys sorted: the same index is the same bytes, however it was made."""
+        """Keys sorted: the same index is the same bytes, however it was made. An index
+        without merges is 8 parts, as before merges existed."""
         facts = {c: {**f, "traits": _sorted(f["traits"])} for c, f in self.facts.items()}
-        return _pack(
-            [
-                _sorted(self.days),
-                _sorted(self.commands),
-                _sorted(self.traits),
-                self.company,
-                _sorted(facts),
-                _sorted(self.auto),
-                _sorted(self.engagement),
-                self.identified,
-            ]
-        )
+        parts = [
+            _sorted(self.days),
+            _sorted(self.commands),
+            _sorted(self.traits),
+            self.company,
+            _sorted(facts),
+            _sorted(self.auto),
+            _sorted(self.engagement),
+            self.identified,
+        ]
+        return _pack(parts if self.identity is None else [*parts, self.identity])
 
     def copy(self) -> Index:
         """A copy whose dicts a step may change."""
@@ -537,6 +539,7 @@ class Index:
             dict(self.auto),
             dict(self.engagement),
             self.identified,
+            self.identity,
         )
 
     @classmethod
@@ -567,7 +570,7 @@ def _index(raw: bytes) -> Index:
     costs less than the memory of keeping thousands (tests/faults/test_flood.py)."""
     try:
         parts = _unpack(raw)
-        if not (isinstance(parts, list) and len(parts) == 8):
+        if not (isinstance(parts, list) and len(parts) in (8, 9)):
             raise ValueError(f"a {type(parts).__name__} of {len(parts)} parts")
         return Index(*parts)
     except Exception as exc:
@@ -602,7 +605,7 @@ def read_rows(raw: bytes | None) -> dict[str, list[Any]]:
 
 
 def index_of(
-    state: UserState, engagement_keys: dict[str, list[Any]]
+    state: UserState, engagement_keys: dict[str, list[Any]], identity: list[Any] | None = None
 ) -> tuple[Index, dict[str, dict[str, list[Any]]]]:
     """The index of a state, and its rows by day."""
     by_day: dict[str, dict[str, list[Any]]] = {}
@@ -621,13 +624,16 @@ def index_of(
         state.auto,
         engagement_keys,
         state.identified,
+        identity,
     )
     return index, by_day
 
 
-def state_fields(state: UserState, engagement_keys: dict[str, list[Any]]) -> dict[str, bytes]:
+def state_fields(
+    state: UserState, engagement_keys: dict[str, list[Any]], identity: list[Any] | None = None
+) -> dict[str, bytes]:
     """The state as stored: the rows of each day, and the index."""
-    index, by_day = index_of(state, engagement_keys)
+    index, by_day = index_of(state, engagement_keys, identity)
     out = {rows_field(d): pack_rows(rows) for d, rows in by_day.items()}
     out[keys.INDEX] = index.to_bytes()
     return out

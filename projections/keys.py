@@ -22,6 +22,9 @@ User hash `{ns}:{app}:u:{<user>}` fields (values msgpack):
   sg           the ids of the segments the user is a member of, sorted (absent: none)
   _du          when that membership may next change with time alone (epoch ms; absent: never)
   _v           version, bumped by every write (optimistic concurrency)
+  mi           for an id merged into another (docs/design.md §7): that root's id, in place of
+               every view field (its own records stay in `_x` and `r:`, which also hold, for a
+               root, the records of the ids merged into it: projections/origins.py)
 
 Company hash `{ns}:{app}:c:{<company>}` fields (values msgpack):
   h            header: name, sign-up, properties (LWW over the identifies naming it),
@@ -57,6 +60,9 @@ Companies index `{ns}:{app}:ix:co:{bucket}`: `0:<company>` for every company wit
   prefix search). A hint for listing, as above.
 
 Segments (issue 6):
+  `{ns}:{app}:ig:{<app>}`           hash: the app's identity links (§7): `l:<id>` the aliases and
+                                    unmerges of a previous id, `a:<id>` the ids an alias ever joined
+                                    to it, `d:<id>` its deletes; `_v` numbers the changes (`g`)
   `{ns}::segments`                  hash: <segment id> -> {offset, definition}; `_v` is the
                                     registry's generation, `_f:segments:0` the topic fence.
                                     The empty app part keeps it out of every app's ACL pattern.
@@ -102,6 +108,7 @@ COMPANY_COUNTS = "_ag"
 CONTRIBUTED = "_co"
 SEGMENTS = "sg"
 DUE = "_du"  # when the membership may next change with time alone (epoch ms)
+MERGED_INTO = "mi"  # the id a merged id's records count for (it has no header of its own)
 
 
 def pointer(base: str) -> str:
@@ -133,6 +140,12 @@ def unescape(part: str) -> str:
 
 def user(namespace: str, app_id: str, user_id: str) -> str:
     return f"{namespace}:{escape(app_id)}:u:{{{escape(user_id)}}}"
+
+
+def identity_graph(namespace: str, app_id: str) -> str:
+    """The app's identity links (docs/design.md §7): one hash per app, written by the one
+    writer of the app's identity partition (projections/identity_step.py)."""
+    return f"{namespace}:{escape(app_id)}:ig:{{{escape(app_id)}}}"
 
 
 def company(namespace: str, app_id: str, company_id: str) -> str:

@@ -224,3 +224,142 @@ def join(
     merge_writers(state, mine)
     _settle(held, floor)
     return True
+
+
+# ---- in a step ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Note:
+    """A message of the merge protocol for one id (`user_id`): `root` (`other` is the id its
+    records count for), `join` or `drop` (`other` is the origin), at version `g`; or `erase`:
+    a delete of an id connected to this one (`record`, a delete command for this id), which
+    it folds as its own."""
+
+    kind: str
+    app_id: str
+    user_id: str
+    other: str
+    g: int
+    record: Command | None = None
+
+    @property
+    def type(self) -> str:
+        return self.kind
+
+
+@dataclass(frozen=True)
+class Mail:
+    """What a step sends once written: `join`, `drop`, `add` (with `records`) to the id `to`
+    from `origin`; or to the app's link graph (`to` None) a `link` or a `delete` (`records`)."""
+
+    kind: str
+    app_id: str
+    to: str | None
+    origin: str
+    g: int
+    records: tuple[Record, ...] = ()
+
+
+def _writers_list(w: UserState) -> list[Any]:
+    return [w.commands, w.traits, w.company, w.facts, w.auto, w.identified]
+
+
+def _writers(parts: list[Any]) -> UserState:
+    """From the stored index, which is shared (fold._index): dicts of its own."""
+    commands, traits, company, facts, auto, identified = parts
+    return UserState({}, dict(commands), dict(traits), company, dict(facts), dict(auto), identified)
+
+
+def encode_held(held: Held) -> list[Any] | None:
+    """The index's `identity` part (None for an id that never took part in a merge)."""
+    if not held.origins and held.root is None and held.left is None:
+        return None
+    origins = {
+        o: [g, None if w is None else _writers_list(w)]
+        for o, (g, w) in sorted(held.origins.items())
+    }
+    return [origins, held.root, held.left]
+
+
+def held_of(state: UserState, identity: list[Any] | None) -> Held:
+    if identity is None:
+        return Held(state)
+    origins, root, left = identity
+    return Held(
+        state,
+        {o: [g, None if w is None else _writers(w)] for o, (g, w) in origins.items()},
+        root,
+        left,
+    )
+
+
+def is_link(record: Any) -> bool:
+    """An alias, or an unmerge command: a link for the app's graph, never data of an id."""
+    return isinstance(record, Alias) or (
+        isinstance(record, Command) and record.command == "unmerge"
+    )
+
+
+def merge_step(
+    held: Held,
+    me: str,
+    items: list[tuple[Any, str, int]],
+    joined: dict[str, Held],
+    *,
+    now_ms: int,
+    retention_days: int,
+    since_ms: int | None = None,
+) -> None:
+    """Fold a step's items — (record or Note, origin, g): own records (origin ""), records
+    added by an origin, notes — into `held`. `joined` holds the state of every origin a join
+    names, as read now."""
+    window = {"now_ms": now_ms, "retention_days": retention_days, "since_ms": since_ms}
+    own = [r for r, o, _g in items if not o and not isinstance(r, Note) and not is_link(r)]
+    own += [r.record for r, _o, _g in items if isinstance(r, Note) and r.record is not None]
+    fold_in(held, own, OWN, 0, **window)  # type: ignore[arg-type]
+    added: dict[tuple[str, int], list[Record]] = {}
+    for r, o, g in items:
+        if o and not isinstance(r, Note):
+            added.setdefault((o, g), []).append(r)
+    for (origin, g), records in sorted(added.items()):
+        fold_in(held, records, origin, g, **window)  # type: ignore[arg-type]
+    floor = oldest(now_ms, retention_days, since_ms)
+    for r, _o, _g in items:
+        if not isinstance(r, Note):
+            continue
+        if r.kind == "join":
+            join(held, r.other, r.g, own_part(joined[r.other]), floor=floor)
+        elif r.kind == "drop":
+            drop(held, r.other, r.g)
+        elif r.kind == "root" and r.g > held.g():
+            old = held.root_id(me)
+            held.root = [r.other, r.g]
+            if old not in (me, r.other):
+                held.left = [old, r.g]
+
+
+def mail(held: Held, app_id: str, me: str, items: list[tuple[Any, str, int]]) -> list[Mail]:
+    """What a step sends from what it wrote (`held`) and its items, fresh or come again — a
+    repeat changes nothing where it arrives: links and deletes of its source records to the
+    app's graph; for a root note at the version in force, the drop to the root last left (at
+    the version it was left) and the join to the root taken; for an id merged into another,
+    its source records to that root."""
+    out: list[Mail] = []
+    root, g = held.root_id(me), held.g()
+    for r, o, _g in items:
+        if o or isinstance(r, Note):
+            if isinstance(r, Note) and r.kind == "root" and r.g == g:
+                if held.left is not None:  # at its own version: a newer join there wins
+                    out.append(Mail("drop", app_id, held.left[0], me, held.left[1]))
+                if root != me:
+                    out.append(Mail("join", app_id, root, me, g))
+            continue
+        if is_link(r):
+            out.append(Mail("link", app_id, None, me, 0, (r,)))
+        elif isinstance(r, Command) and r.command == "delete":
+            out.append(Mail("delete", app_id, None, me, 0, (r,)))
+    own = tuple(r for r, o, _g in items if not o and not isinstance(r, Note) and not is_link(r))
+    if root != me and own:
+        out.append(Mail("add", app_id, root, me, g, own))
+    return [m for i, m in enumerate(out) if m not in out[:i]]  # records are not hashable

@@ -92,7 +92,15 @@ class Reader:
         self, app_id: str, user_id: str, names: Callable[[dict[str, Any]], list[str]]
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         key = keys.user(self.namespace, app_id, user_id)
-        return self._read(key, f"user {user_id!r} of app {app_id!r} not found", names)
+        try:
+            return self._read(key, f"user {user_id!r} of app {app_id!r} not found", names)
+        except NotFound:
+            root = self._r.hget(key, keys.MERGED_INTO)
+            if root is None:
+                raise
+            raise NotFound(
+                f"user {user_id!r} of app {app_id!r} was merged into {decode_field(root)!r}"
+            ) from None
 
     def user(
         self,

@@ -29,6 +29,7 @@ from projections.fold import (
     Event,
     Index,
     Part,
+    UserState,
     apply,
     changes,
     decode_field,
@@ -44,6 +45,7 @@ from projections.fold import (
     stored_state,
 )
 from projections.membership import Folded, settle
+from projections.origins import Held, Mail, Note, encode_held, held_of, is_link, mail, merge_step
 from projections.registry import DUE, MEMBERSHIP, SegmentNeeds, registry_of, segment_needs
 from projections.store import IndexOp, Store, Write, version_of
 from schemas.models import Alias, Command, Record
@@ -57,12 +59,27 @@ class Contended(Exception):
 
 @dataclass(frozen=True)
 class Positioned:
-    """A decoded record and where it was read from."""
+    """A decoded record and where it was read from; or a message of the merge protocol
+    (docs/design.md §7, projections/origins.py): a `Note`, or a record added by the id
+    `origin` merged into this one at version `g` (its user_id is this one's)."""
 
-    record: Record
+    record: Record | Note
     topic: str
     partition: int
     offset: int
+    origin: str = ""
+    g: int = 0
+
+    @property
+    def internal(self) -> bool:
+        """A merge message: never under a fence (a repeat changes nothing where it lands)."""
+        return bool(self.origin) or isinstance(self.record, Note)
+
+
+class Mailer(Protocol):
+    async def send(self, mails: list[Mail]) -> None:
+        """Deliver merge messages durably (after the user's write, before the batch is acked)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -95,6 +112,7 @@ class StepPlan:
     engagement: list[list[Any]] = field(default_factory=list)
     deltas: list[Contribution] = field(default_factory=list)
     index: list[IndexOp] = field(default_factory=list)
+    mail: list[Mail] = field(default_factory=list)  # merge messages (origins.py)
     write: bool = True  # False: re-send the stored truth only (restate)
     repair: bool = False  # records came again: assert every set of the entity too
     given: dict[str, Part] = field(default_factory=dict)  # company -> the user's part in it
@@ -171,20 +189,26 @@ def _deltas(
 
 
 def _fences(items: list[Positioned]) -> list[str]:
-    return sorted({keys.fence_field(p.topic, p.partition) for p in items})
+    return sorted({keys.fence_field(p.topic, p.partition) for p in items if not p.internal})
 
 
 def _fresh(stored: dict[str, bytes], items: list[Positioned]) -> list[Positioned]:
     """The records above the stored fence of their topic-partition (the others were applied
     by an earlier step: a redelivery after a crash, or another writer that won a race)."""
     fences = {k: int(v) for k, v in stored.items() if k.startswith(keys.FENCE_PREFIX)}
-    return [p for p in items if p.offset > fences.get(keys.fence_field(p.topic, p.partition), -1)]
+    return [
+        p
+        for p in items
+        if p.internal or p.offset > fences.get(keys.fence_field(p.topic, p.partition), -1)
+    ]
 
 
 def _new_fences(stored: dict[str, bytes], fresh: list[Positioned]) -> dict[str, bytes]:
     fences = {k: int(v) for k, v in stored.items() if k.startswith(keys.FENCE_PREFIX)}
     out = {}
     for p in fresh:
+        if p.internal:
+            continue
         name = keys.fence_field(p.topic, p.partition)
         fences[name] = max(fences.get(name, -1), p.offset)
         out[name] = str(fences[name]).encode()
@@ -223,7 +247,7 @@ def likely(items: list[Positioned]) -> list[str]:
     names: list[str] = []
     for p in items:
         r = p.record
-        if isinstance(r, Command):
+        if isinstance(r, Command | Note | Alias) or p.origin:
             return []  # read in full
         if r.type == "identify":
             continue
@@ -251,6 +275,8 @@ def request(
     p = prepared
     if full or len(p.fresh) < len(items) or any(isinstance(f.record, Command) for f in p.fresh):
         return None
+    if p.index.identity is not None or any(merging(f) for f in p.fresh):
+        return None  # a merge's step reads the whole state (projections/origins.py)
     if p.index.days and min(span[0] for span in p.index.days.values()) < p.floor:
         return None
     names = reads(p.index, p.old_header, p.records, p.reached, window_start=needs.window_start)
@@ -266,7 +292,7 @@ def _kept(index: Index, fresh: list[Positioned], floor: int) -> list[Event]:
     return [
         p.record
         for p in fresh
-        if not isinstance(p.record, Command | Alias)
+        if not isinstance(p.record, Command | Alias | Note)
         and p.record.timestamp >= floor
         and (until is None or p.record.timestamp > until)
     ]
@@ -282,17 +308,27 @@ def plan(
     now_ms: int,
     config: FoldConfig,
     namespace: str = "ps",
+    joined: dict[str, Held] | None = None,
 ) -> StepPlan | None:
     """Pure: what folding `items` into the user writes and sends, from its head and the
     fields `request` named (`every`: it named None, and `stored` holds every field); None
     when a row under an existing id differs (then the step is planned again, `every`)."""
     fresh = prepared.fresh
-    app_id, user_id = items[0].record.app_id, items[0].record.user_id
+    app_id, user_id = items[0].record.app_id, owner(items[0].record)
     if not fresh:
-        return restate(stored, app_id, user_id, config=config, namespace=namespace)
+        return restate(stored, app_id, user_id, config=config, namespace=namespace, items=items)
     old_header = prepared.old_header
     if every:
-        step = _in_full(stored, fresh, old_header, now_ms=now_ms, config=config)
+        step = _in_full(
+            stored,
+            fresh,
+            old_header,
+            now_ms=now_ms,
+            config=config,
+            me=(app_id, user_id),
+            items=items,
+            joined=joined or {},
+        )
     else:
         found = _by_days(head, stored, prepared, config)
         if found is None:
@@ -313,6 +349,28 @@ def plan(
     return step
 
 
+def owner(record: Record | Note) -> str:
+    """The id whose state a record is folded in: its user's; an alias's previous id's (where
+    its key put it, docs/design.md §7)."""
+    return record.previous_id if isinstance(record, Alias) else record.user_id
+
+
+def merging(p: Positioned) -> bool:
+    """Part of a merge (docs/design.md §7): a merge message, or a link."""
+    return p.internal or is_link(p.record)
+
+
+def _view(
+    state: UserState, held: Held | None, me: str, gap_ms: int
+) -> tuple[dict[str, Any], dict[str, list[Any]], dict[str, dict[str, Any]]]:
+    """The projected fields, engagement keys and company facts of a state: for an id merged
+    into another, no view and no facts of its own, only the id its records count for."""
+    if held is not None and held.root_id(me) != me:
+        return {keys.MERGED_INTO: held.root_id(me)}, {}, {}
+    projected, engagement_keys = project(state, gap_ms)
+    return projected, engagement_keys, state.facts
+
+
 def _in_full(
     stored: dict[str, bytes],
     fresh: list[Positioned],
@@ -320,27 +378,57 @@ def _in_full(
     *,
     now_ms: int,
     config: FoldConfig,
+    me: tuple[str, str],
+    items: list[Positioned],
+    joined: dict[str, Held],
 ) -> StepPlan:
     """The step from every stored field: the state is read whole, folded and projected."""
     state, index = stored_state(stored)
-    new_state = apply(
-        state,
-        [p.record for p in fresh],
-        now_ms=now_ms,
-        retention_days=config.retention_days,
-        since_ms=config.since_ms,
+    held: Held | None = None
+    mails: list[Mail] = []
+    if index.identity is None and not any(merging(p) for p in items):
+        new_state = apply(
+            state,
+            [p.record for p in fresh],  # type: ignore[misc]
+            now_ms=now_ms,
+            retention_days=config.retention_days,
+            since_ms=config.since_ms,
+        )
+    else:
+        held = held_of(state, index.identity)
+        merge_step(
+            held,
+            me[1],
+            [(p.record, p.origin, p.g) for p in fresh],
+            joined,
+            now_ms=now_ms,
+            retention_days=config.retention_days,
+            since_ms=config.since_ms,
+        )
+        new_state = held.state
+    # a delete goes to the app's link graph even without a merge yet: a later alias may join
+    # its id to others, which it then reaches
+    mails = mail(held or Held(new_state), me[0], me[1], [(p.record, p.origin, p.g) for p in items])
+    projected, engagement_keys, new_facts = _view(new_state, held, me[1], config.gap_ms)
+    new = encode_fields(projected) | state_fields(
+        new_state, engagement_keys, None if held is None else encode_held(held)
     )
-    projected, engagement_keys = project(new_state, config.gap_ms)
-    new = encode_fields(projected) | state_fields(new_state, engagement_keys)
     for name, value in stored.items():  # written apart: fences, sent digests, membership
         if name.startswith(keys.FENCE_PREFIX) or name in (keys.CONTRIBUTED, *MEMBERSHIP):
             new[name] = value
     to_set, to_delete = changes({k: v for k, v in stored.items() if k != keys.VERSION}, new)
     h = projected.get(keys.HEADER)
     figures = {d: projected[keys.DAY_PREFIX + d] for d in (h["days"] if h else [])}
-    given = parts(index.facts, new_state.facts, old_header, h, figures, [], full=True)
+    given = parts(index.facts, new_facts, old_header, h, figures, [], full=True)
     return StepPlan(
-        stored, to_set, to_delete, h, figures, projected.get(keys.ENGAGEMENT, []), given=given
+        stored,
+        to_set,
+        to_delete,
+        h,
+        figures,
+        projected.get(keys.ENGAGEMENT, []),
+        given=given,
+        mail=mails,
     )
 
 
@@ -380,15 +468,22 @@ def restate(
     *,
     config: FoldConfig,
     namespace: str = "ps",
+    items: list[Positioned] | None = None,
 ) -> StepPlan:
     """Pure: re-send what the stored user contributes, at its stored version (no write):
-    every part of it to every company it named or sent to, its users-index entries, and
-    (added by the step) its place in every member set."""
+    every part of it to every company it named or sent to, its users-index entries, (added
+    by the step) its place in every member set, and what its merges send (`items`)."""
     state, index = stored_state(stored)
-    projected, _keys = project(state, config.gap_ms)
+    held = None if index.identity is None else held_of(state, index.identity)
+    projected, _keys, facts = _view(state, held, user_id, config.gap_ms)
     h = projected.get(keys.HEADER)
     figures = {d: projected[keys.DAY_PREFIX + d] for d in (h["days"] if h else [])}
-    given = parts(index.facts, state.facts, None, h, figures, [], full=True)
+    given = parts(index.facts, facts, None, h, figures, [], full=True)
+    mails = []
+    if items:
+        mails = mail(
+            held or Held(state), app_id, user_id, [(p.record, p.origin, p.g) for p in items]
+        )
     sent = decode_field(stored[keys.CONTRIBUTED]) if keys.CONTRIBUTED in stored else {}
     deltas, _ = _deltas(namespace, app_id, user_id, version_of(stored), given, sent, resend=True)
     return StepPlan(
@@ -398,9 +493,29 @@ def restate(
         engagement=projected.get(keys.ENGAGEMENT, []),
         deltas=deltas,
         index=_index_ops(namespace, app_id, user_id, None, h),
+        mail=mails,
         write=False,
         repair=True,
     )
+
+
+async def _joined(store: Store, namespace: str, items: list[Positioned]) -> dict[str, Held]:
+    """The state, as read now, of every id a join among the items names."""
+    wanted = sorted(
+        {
+            (p.record.app_id, p.record.other)
+            for p in items
+            if isinstance(p.record, Note) and p.record.kind == "join"
+        }
+    )
+    if not wanted:
+        return {}
+    found = await store.read([(keys.user(namespace, app, o), None) for app, o in wanted])
+    out = {}
+    for (_app, origin), fields in zip(wanted, found, strict=True):
+        state, index = stored_state(fields)
+        out[origin] = held_of(state, index.identity)
+    return out
 
 
 async def apply_batch(
@@ -412,6 +527,7 @@ async def apply_batch(
     now_ms: int,
     config: FoldConfig,
     max_attempts: int = 20,
+    mailer: Mailer | None = None,
 ) -> int:
     """Fold a batch into every user it touches; returns how many users were written.
 
@@ -422,7 +538,7 @@ async def apply_batch(
     by_user: dict[str, list[Positioned]] = {}
     for p in items:
         r = p.record
-        by_user.setdefault(keys.user(namespace, r.app_id, r.user_id), []).append(p)
+        by_user.setdefault(keys.user(namespace, r.app_id, owner(r)), []).append(p)
     registry_key = keys.segment_registry(namespace)
     pending = list(by_user)
     in_full: set[str] = set()
@@ -459,6 +575,7 @@ async def apply_batch(
         }
         rest = {k: wanted for k, wanted in rest.items() if wanted is None or wanted}
         later = dict(zip(rest, await store.read(list(rest.items())), strict=True))
+        joined = await _joined(store, namespace, [p for k in pending for p in by_user[k]])
         steps: dict[str, StepPlan] = {}
         for key, wanted in names.items():
             if wanted is None:
@@ -475,6 +592,7 @@ async def apply_batch(
                 now_ms=now_ms,
                 config=config,
                 namespace=namespace,
+                joined=joined,
             )
             if step is None:
                 in_full.add(key)  # planned again next round, from every field
@@ -492,10 +610,12 @@ async def apply_batch(
         deltas: list[Contribution] = []
         index: list[IndexOp] = []
         folded: list[Folded] = []
+        mails: list[Mail] = []
         for key, step in steps.items():
             if key in refused:
                 continue
             first = by_user[key][0].record
+            mails += step.mail
             deltas += step.deltas
             index += step.index
             folded.append(
@@ -503,7 +623,7 @@ async def apply_batch(
                     key,
                     first.app_id,
                     "user",
-                    first.user_id,
+                    owner(first),
                     version_of(heads[key]) + step.write,
                     step.stored,
                     step.header,
@@ -514,6 +634,12 @@ async def apply_batch(
             )
         if deltas:
             await sink.send(deltas)
+        if mailer is not None and mails:
+            await mailer.send(mails)
+        elif any(m.kind != "delete" for m in mails):
+            # without one (tests of the fold alone), only deletes go nowhere: they matter
+            # once an alias joins their id to another
+            raise RuntimeError("a merge step needs a mailer (docs/design.md §7)")
         await store.index(index)
         await settle(store, namespace, registry, folded, now_ms=now_ms)
         pending = [k for k in pending if k in refused or k not in steps]

@@ -19,6 +19,7 @@ import faust
 
 from projections import namespaces
 from projections.company_step import apply_company_batch
+from projections.identity_step import apply_graph_batch
 from projections.membership import apply_definition, tick
 from projections.step import FoldConfig, apply_batch
 from projections.store import Lost, RedisStore
@@ -31,6 +32,7 @@ from streams.handover import Handover
 from streams.ingest import dead_letter as dead_letter_value
 from streams.ingest import triage
 from streams.kafka import MAX_DELTA_BYTES, faust_credentials
+from streams.merges import KafkaMailer, decode_graph, decode_merge
 from streams.metrics import Metrics
 from streams.redis_clients import async_client
 from streams.settings import Settings
@@ -74,7 +76,10 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     metrics = metrics or Metrics()
     topics = Topics(settings.topic_prefix)
     app = App(settings.group_id, **app_options(settings))
-    source = app.topic(*topics.sources, key_type=bytes, value_type=bytes)
+    # the merge protocol's messages to ids come with the ids' records (docs/design.md §7)
+    source = app.topic(*topics.sources, topics.merges, key_type=bytes, value_type=bytes)
+    merges = app.topic(topics.merges, key_type=bytes, value_type=bytes)
+    links = app.topic(topics.identity, key_type=bytes, value_type=bytes)
     dlq = app.topic(topics.dlq, key_type=bytes, value_type=bytes)
     deltas = app.topic(topics.company_deltas, key_type=bytes, value_type=bytes)
     base_config = FoldConfig(gap_ms=settings.gap_ms, retention_days=settings.retention_days)
@@ -108,8 +113,16 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
             settings.namespace, f"the marker of namespace {namespace!r} is gone from a slot"
         ) from lost
 
+    def mailer(namespace: str) -> KafkaMailer:
+        return KafkaMailer({"identity": links, "merges": merges}, namespace)
+
     async def fold_users(
-        client: Any, store: RedisStore, handover: Handover, batch: list[Any], good: list[Any]
+        client: Any,
+        store: RedisStore,
+        handover: Handover,
+        batch: list[Any],
+        good: list[Any],
+        merged: list[tuple[str, list[Any]]],
     ) -> None:
         now_ms = int(time.time() * 1000)
         namespace = (await pointer(client)).current
@@ -118,7 +131,11 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
             there = await handover.before(namespace, batch, config)
             if there:  # applied by the replay that built the namespace
                 good = [p for p in good if p.offset >= there.get((p.topic, p.partition), 0)]
-            await apply_batch(store, sink, namespace, good, now_ms=now_ms, config=config)
+            # merge messages to the namespace written now (a replay's flip retires the others)
+            good = good + [p for ns, items in merged if ns == namespace for p in items]
+            await apply_batch(
+                store, sink, namespace, good, now_ms=now_ms, config=config, mailer=mailer(namespace)
+            )
         except Lost as exc:
             await written(client, namespace, exc)
 
@@ -142,11 +159,19 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         async def batch(events: Sequence[Any]) -> None:
             started = time.monotonic()
             messages = [e.message for e in events]
-            good, dead = triage(messages, topics, limits, int(time.time() * 1000))
+            sources = [m for m in messages if m.topic != topics.merges]
+            good, dead = triage(sources, topics, limits, int(time.time() * 1000))
+            merged = []
+            for m in messages:
+                if m.topic == topics.merges:
+                    try:
+                        merged.append(decode_merge(m.value or b"", m.topic, m.partition, m.offset))
+                    except Rejected as exc:
+                        dead.append((m, dead_letter_value(exc.reason, exc.detail, m)))
             if dead:
                 await until_applied("dead letters", partial(dead_letter, dead, len(events)))
-            if good:
-                fold = partial(fold_users, client, store, handover, messages, good)
+            if good or merged:
+                fold = partial(fold_users, client, store, handover, sources, good, merged)
                 await until_applied("a user batch", fold)
             metrics.done("users", messages, dead, started, good)
 
@@ -173,6 +198,41 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
             if good:
                 await until_applied("a company batch", partial(fold_companies, client, store, good))
             metrics.done("companies", messages, dead, started)
+
+        async for events in cast(faust.Stream, stream).take_events(
+            settings.bulk_batch_size, settings.batch_seconds
+        ):
+            await finish(batch(events))
+
+    async def fold_links(client: Any, store: RedisStore, found: list[tuple[str, Any]]) -> None:
+        namespace = (await pointer(client)).current
+        items = [item for ns, item in found if ns == namespace]
+        try:
+            notes = await apply_graph_batch(store, namespace, items)
+        except Lost as exc:
+            await written(client, namespace, exc)
+        await mailer(namespace).send_notes(notes)
+
+    @app.agent(links, concurrency=1)
+    async def identity(stream: faust.StreamT) -> None:
+        # Each app's link graph (docs/design.md §7): aliases, unmerges and deletes in, each id
+        # of a changed component told its root (and the deletes that reach it) once written.
+        client, store = connect()
+
+        async def batch(events: Sequence[Any]) -> None:
+            started = time.monotonic()
+            messages = [e.message for e in events]
+            found, dead = [], []
+            for m in messages:
+                try:
+                    found.append(decode_graph(m.value or b""))
+                except Rejected as exc:
+                    dead.append((m, dead_letter_value(exc.reason, exc.detail, m)))
+            if dead:
+                await until_applied("dead letters", partial(dead_letter, dead, len(events)))
+            if found:
+                await until_applied("a link batch", partial(fold_links, client, store, found))
+            metrics.done("identity", messages, dead, started)
 
         async for events in cast(faust.Stream, stream).take_events(
             settings.bulk_batch_size, settings.batch_seconds

@@ -9,15 +9,7 @@ from typing import Any, Protocol
 from projections.step import Positioned
 from schemas.codec import Rejected, decode, encode
 from schemas.limits import Limits
-from schemas.models import Alias, Command
 from streams.topics import Topics
-
-# Identity merge (docs/design.md §7) is on the wire, not yet in the fold: its records wait in
-# the DLQ, whole, until a worker that folds them (`profiles dlq redrive`).
-NOT_LIVE = (
-    "this worker does not fold alias records and unmerge commands yet; "
-    "send it again with profiles dlq redrive once it does"
-)
 
 
 class Message(Protocol):
@@ -56,10 +48,6 @@ def triage(
             expected = topics.for_type(record.type)
             if msg.topic != expected:
                 raise Rejected("wrong_topic", f"a {record.type} record belongs on {expected}")
-            if isinstance(record, Alias) or (
-                isinstance(record, Command) and record.command == "unmerge"
-            ):
-                raise Rejected("identity_not_live", NOT_LIVE)
         except Rejected as exc:
             dead.append((msg, dead_letter(exc.reason, exc.detail, msg)))
             continue

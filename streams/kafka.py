@@ -313,11 +313,19 @@ async def ensure_topics(settings: Settings) -> list[TopicRetention]:
     existing topics that keep less than the views need (`required_retention`), which are
     never altered here: `profiles topics --apply-retention` does that when asked."""
     topics = Topics(settings.topic_prefix)
-    names = [*topics.sources, topics.dlq, topics.company_deltas, topics.segments]
+    names = [
+        *topics.sources,
+        topics.dlq,
+        topics.company_deltas,
+        topics.segments,
+        topics.identity,
+        topics.merges,
+    ]
     need = required_retention(settings)
     configs = {
         **{name: _retention_configs(ms) for name, ms in need.items()},
         topics.company_deltas: {"max.message.bytes": str(MAX_DELTA_BYTES)},
+        topics.merges: {"max.message.bytes": str(MAX_DELTA_BYTES)},
         topics.segments: {"cleanup.policy": "compact"},
     }
     # Definitions are few and read in order by one worker: one partition.

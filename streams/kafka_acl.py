@@ -7,8 +7,9 @@
   watch the pipeline without reading a record: the topics' offsets and configs and the
   worker group's offsets and members (`profiles status`, `wait`, `topics`).
 - worker: `profiles worker` and `profiles replay` (with `--verify`): reads the source topics,
-  the commands, the company deltas and the segment definitions; produces the company deltas
-  and dead letters; creates the pipeline's topics that are missing; its consumer group, the
+  the commands, the company deltas, the identity links and merges (docs/design.md §7) and the
+  segment definitions; produces the company deltas, the identity links and merges and dead
+  letters; creates the pipeline's topics that are missing; its consumer group, the
   groups of replays and verifies, and the topic Faust elects its leader with.
 
 Every resource is named in full (LITERAL patterns) except the replay and verify groups, whose
@@ -116,7 +117,14 @@ def _group(settings: Settings) -> str:
 def ensured_topics(topics: Topics) -> list[str]:
     """The topics `streams.kafka.ensure_topics` creates when missing (the worker, `publish`
     and `command` call it): whoever calls it must see them, or it tries to create them."""
-    return [*topics.sources, topics.dlq, topics.company_deltas, topics.segments]
+    return [
+        *topics.sources,
+        topics.dlq,
+        topics.company_deltas,
+        topics.segments,
+        topics.identity,
+        topics.merges,
+    ]
 
 
 def _allow(
@@ -160,7 +168,13 @@ def bindings(role: str, who: str, settings: Settings) -> list[Binding]:
         leader = FAUST_LEADER_TOPIC.format(group=group)
         return [
             *topic_acls(who, topics.sources, "READ", "DESCRIBE"),
-            *topic_acls(who, [topics.company_deltas], "READ", "WRITE", "DESCRIBE"),
+            *topic_acls(
+                who,
+                [topics.company_deltas, topics.identity, topics.merges],
+                "READ",
+                "WRITE",
+                "DESCRIBE",
+            ),
             *topic_acls(who, [topics.segments], "READ", "DESCRIBE"),
             *topic_acls(who, [topics.dlq], "WRITE", "DESCRIBE"),
             *topic_acls(who, ensured, "CREATE", "DESCRIBE_CONFIGS"),

@@ -30,6 +30,7 @@ from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from projections.origins import Note
 from projections.step import Positioned
 
 log = logging.getLogger("profiles.worker")
@@ -65,7 +66,10 @@ class DelayHistogram(Collector):
         bounds, counts, total = self._bounds_ms, [0] * len(self._counts), 0
         for p in applied:
             r = p.record
-            delay = now_ms - (r.issued_at if r.type == "command" else r.timestamp)
+            if isinstance(r, Note):
+                continue  # a merge message: no time of its own
+            at = r.issued_at if r.type == "command" else r.timestamp
+            delay = now_ms - at
             if delay < 0:  # the sender's clock runs ahead (up to PROFILES_MAX_FUTURE_HOURS)
                 delay = 0
             counts[bisect_left(bounds, delay)] += 1

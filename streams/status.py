@@ -28,9 +28,8 @@ async def pipeline_status(settings: Settings, window: float = 0) -> dict[str, An
     consumer = AIOKafkaConsumer(**opts, enable_auto_commit=False)
     try:
         await consumer.start()  # inside: a refused start is stopped too (no "Unclosed" warning)
-        tps = await partitions(
-            settings, [*topics.sources, topics.company_deltas, topics.segments, topics.dlq]
-        )
+        internal = [topics.company_deltas, topics.identity, topics.merges]
+        tps = await partitions(settings, [*topics.sources, *internal, topics.segments, topics.dlq])
         begins = await consumer.beginning_offsets(tps) if tps else {}
         group = settings.group_id
         ends = await consumer.end_offsets(tps) if tps else {}
@@ -67,9 +66,8 @@ async def pipeline_status(settings: Settings, window: float = 0) -> dict[str, An
                 "group": group,
                 "lag": sum(r["lag"] for r in rows),
                 # records of the SDK topics and commands, then the internal company deltas
-                "processed": sum(
-                    r["processed"] for r in rows if r["topic"] != topics.company_deltas
-                ),
+                # (the identity links and merges count in the lag only)
+                "processed": sum(r["processed"] for r in rows if r["topic"] not in internal),
                 "deltas_processed": sum(
                     r["processed"] for r in rows if r["topic"] == topics.company_deltas
                 ),

@@ -47,6 +47,19 @@ class Topics:
         return self.prefix + "company-deltas"
 
     @property
+    def identity(self) -> str:
+        """What each app's link graph takes (docs/design.md §7): aliases, unmerges and
+        deletes, keyed by app id (projections/identity_step.py)."""
+        return self.prefix + "identity"
+
+    @property
+    def merges(self) -> str:
+        """The merge protocol's messages to ids (projections/origins.py): roots, joins,
+        drops, added records and erases, keyed like the records of the id they are for, so
+        that the user agent takes them with that id's records."""
+        return self.prefix + "merges"
+
+    @property
     def segments(self) -> str:
         """Segment definitions, compacted, keyed by segment id (a tombstone removes one)."""
         return self.prefix + "segments"

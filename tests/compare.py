@@ -48,9 +48,15 @@ def compare_users(
         for r in records
         if r["type"] == "command" or (r["type"] == "identify" and r.get("company"))
     ]
+    # with identity links (§7) a user's views need the records of every id merged into it
+    linked = any(r["type"] == "alias" for r in records)
     mismatches = []
     for app, user in users:
-        mine = by_user[(app, user)] + [r for r in shared if r["user_id"] != user]
+        mine = (
+            records
+            if linked
+            else by_user[(app, user)] + [r for r in shared if r["user_id"] != user]
+        )
         period = {"frm": frm, "to": to}
         expected = {
             "user": _with_segments(
@@ -81,10 +87,13 @@ def compare_users(
         }
         mismatches += [(app, user, view) for view in expected if actual[view] != expected[view]]
     assert not mismatches, f"{len(mismatches)} user views differ, first: {mismatches[:5]}"
-    # Users that only had commands, or were deleted with nothing after: gone, exit code 3.
+    # Users that only had commands, or were deleted with nothing after: gone, exit code 3;
+    # and ids merged into another: exit code 3, naming that one.
     for app, user in sorted(set(by_user) - set(existing))[::every]:
         result = pipeline.cli("user", app, user, "--json")
-        assert result.exit_code == 3 and "not found" in result.stderr, (app, user)
+        root = ref.merged_into(records, app, user) if linked else None
+        said = "not found" if root is None else f"merged into {root!r}"
+        assert result.exit_code == 3 and said in result.stderr, (app, user, result.stderr)
     return len(users)
 
 

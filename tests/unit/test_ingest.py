@@ -74,11 +74,6 @@ def msg(obj: Any, offset: int, *, topic: str | None = None, partition: int = 0, 
     return Msg(topic, partition, offset, key, value)
 
 
-def not_live(obj: dict[str, Any]) -> bool:
-    """Identity records: valid, but dead-lettered until the worker folds them (§7)."""
-    return obj["type"] == "alias" or (obj["type"] == "command" and obj["command"] == "unmerge")
-
-
 def letter(raw: bytes) -> dict[str, Any]:
     """A DLQ value, decoded as a consumer of profiles.dlq would."""
     assert raw[:1] != b"{"
@@ -94,6 +89,7 @@ def test_mixed_batch() -> None:
     good_command = event("command", command_id="c1")
     good_content = event("content", event_id="k1")
     good_alias = event("alias", event_id="a1", timestamp=NOW - 500 * 86_400_000)
+    unmerge = event("command", command_id="c2", command="unmerge")
     messages = [
         msg(good_track, 10, partition=3),
         Msg(T.for_type("track"), 3, 11, b"app:u1", b"\xc1\xc1garbage"),
@@ -109,7 +105,7 @@ def test_mixed_batch() -> None:
         msg(good_alias, 13, partition=1),
         msg(event("alias", event_id="a2", previous_id="u1"), 14, partition=1),
         msg(event("alias", event_id="a3"), 15, topic=T.for_type("track")),
-        msg(event("command", command_id="c2", command="unmerge"), 16, partition=2),
+        msg(unmerge, 16, partition=2),
     ]
     before = int(time.time() * 1000)
     good, dead = triage(messages, T, L, NOW)
@@ -120,6 +116,8 @@ def test_mixed_batch() -> None:
         Positioned(decode(encode(good_identify), L, NOW), "profiles.identify", 1, 5),
         Positioned(decode(encode(good_command), L, NOW), "profiles.commands", 2, 99),
         Positioned(decode(encode(good_content), L, NOW), "profiles.content", 6, 0),
+        Positioned(decode(encode(good_alias), L, NOW), "profiles.identify", 1, 13),
+        Positioned(decode(encode(unmerge), L, NOW), "profiles.commands", 2, 16),
     ]
     assert messages[11].key == b"app:anon-1"  # an alias is keyed by its previous id
     assert good[1].record.user_id == "u:{2}"
@@ -132,10 +130,8 @@ def test_mixed_batch() -> None:
         (messages[7], "invalid_json"),
         (messages[8], "invalid_field"),
         (messages[10], "not_a_map"),
-        (messages[11], "identity_not_live"),  # valid, waits for a worker that folds it
         (messages[12], "invalid_field"),
         (messages[13], "wrong_topic"),
-        (messages[14], "identity_not_live"),
     ]
     assert len(dead) == len(expected)
     for (message, raw), (original, reason) in zip(dead, expected, strict=True):
@@ -387,9 +383,7 @@ def test_triage_fuzz_never_raises_and_loses_nothing(items: list[Any]) -> None:
     # every good one is accepted, exactly as it would be on its own
     good_at = {p.offset: p for p in good}
     for message, (kind, obj, _value) in zip(messages, [i[0] for i in items], strict=True):
-        if kind in ("good", "good_json") and not_live(obj):
-            assert message.offset not in good_at
-        elif kind in ("good", "good_json"):
+        if kind in ("good", "good_json"):
             placed = good_at[message.offset]
             assert placed == Positioned(
                 decode(message.value, L, NOW), message.topic, message.partition, message.offset
@@ -415,11 +409,8 @@ def test_triage_fuzz_never_raises_and_loses_nothing(items: list[Any]) -> None:
         except Rejected as exc:
             assert data["reason"] == exc.reason
         else:
-            if message.topic == T.for_type(decoded.type):
-                assert data["reason"] == "identity_not_live"
-                assert not_live(decoded.model_dump())
-            else:
-                assert data["reason"] == "wrong_topic"
+            assert data["reason"] == "wrong_topic"
+            assert message.topic != T.for_type(decoded.type)
 
 
 @settings(max_examples=100, deadline=None)
