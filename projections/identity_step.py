@@ -17,10 +17,10 @@ from typing import Any
 from projections import keys
 from projections.fold import decode_field, encode_field
 from projections.identity import Link, components, roots
-from projections.origins import Note
-from projections.step import Contended
+from projections.origins import Mail, Note
+from projections.step import Contended, FoldConfig, Positioned, Sink, apply_batch
 from projections.store import Store, Write, version_of
-from schemas.models import Command
+from schemas.models import Alias, Command
 
 
 @dataclass(frozen=True)
@@ -133,3 +133,61 @@ async def apply_graph_batch(store: Store, namespace: str, items: list[GraphItem]
     for app_id, mine in sorted(by_app.items()):
         notes += await _app_step(store, namespace, app_id, mine)
     return notes
+
+
+def graph_item(m: Mail) -> GraphItem:
+    """A mail to the app's link graph as the graph step takes it."""
+    (record,) = m.records
+    if isinstance(record, Alias):
+        link = Link(record.previous_id, record.timestamp, record.event_id, record.user_id)
+        return GraphItem(m.app_id, m.origin, link=link)
+    assert isinstance(record, Command)
+    if record.command == "unmerge":
+        return GraphItem(
+            m.app_id, m.origin, link=Link(record.user_id, record.issued_at, record.command_id, None)
+        )
+    return GraphItem(m.app_id, m.origin, delete=record)
+
+
+def delivered(m: Mail, where: tuple[str, int, int]) -> list[Positioned]:
+    """A mail to an id as its step takes it (`where`: the message's topic, partition, offset)."""
+    if m.kind == "add":
+        return [
+            Positioned(r.model_copy(update={"user_id": m.to}), *where, m.origin, m.g)
+            for r in m.records
+        ]
+    assert m.to is not None
+    return [Positioned(Note(m.kind, m.app_id, m.to, m.origin, m.g), *where)]
+
+
+class DirectMailer:
+    """The merge protocol in one process, for a replay and a handover, which fold a namespace
+    no worker serves yet: what a step sends is applied here, to its ids and to the link graph,
+    until nothing is left (`drain`). Any order gives the same views, so this one does too."""
+
+    def __init__(self, store: Store, sink: Sink, namespace: str, config: FoldConfig) -> None:
+        self.store, self.sink, self.namespace, self.config = store, sink, namespace, config
+        self.queue: list[Mail] = []
+
+    async def send(self, mails: list[Mail]) -> None:
+        self.queue += mails
+
+    async def drain(self, now_ms: int) -> None:
+        where = ("direct", 0, 0)  # merge messages are never under a fence
+        while self.queue:
+            mails, self.queue = self.queue, []
+            notes = await apply_graph_batch(
+                self.store, self.namespace, [graph_item(m) for m in mails if m.to is None]
+            )
+            items = [p for m in mails if m.to is not None for p in delivered(m, where)]
+            items += [Positioned(n, *where) for n in notes]
+            if items:
+                await apply_batch(
+                    self.store,
+                    self.sink,
+                    self.namespace,
+                    items,
+                    now_ms=now_ms,
+                    config=self.config,
+                    mailer=self,
+                )

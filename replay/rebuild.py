@@ -13,6 +13,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from projections import keys, namespaces
 from projections.company_step import DirectSink
+from projections.identity_step import DirectMailer
 from projections.membership import apply_definition, tick
 from projections.step import FoldConfig, apply_batch
 from projections.store import RedisStore
@@ -78,6 +79,7 @@ class _Reader:
         self.config = FoldConfig(
             gap_ms=settings.gap_ms, retention_days=settings.retention_days, since_ms=since_ms
         )
+        self.mailer = DirectMailer(self.store, self.sink, target, self.config)
         self.progress = Progress(time.monotonic())
         self.tps: list[TopicPartition] = []
         self.last_report = 0.0
@@ -165,8 +167,15 @@ class _Reader:
             progress.skipped += len(dead)
             if good:
                 await apply_batch(
-                    self.store, self.sink, self.target, good, now_ms=now_ms, config=self.config
+                    self.store,
+                    self.sink,
+                    self.target,
+                    good,
+                    now_ms=now_ms,
+                    config=self.config,
+                    mailer=self.mailer,
                 )
+                await self.mailer.drain(now_ms)  # merges (§7), before the offsets commit
                 # no worker's clock serves a namespace under construction: run it here
                 # (members of a company the batch changed are due at once)
                 await tick(self.store, self.target, now_ms=int(time.time() * 1000))

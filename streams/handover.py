@@ -22,6 +22,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from projections import keys
+from projections.identity_step import DirectMailer
 from projections.step import FoldConfig, Sink, apply_batch
 from projections.store import Store
 from streams.ingest import triage
@@ -120,9 +121,17 @@ class Handover:
                     messages, Topics(settings.topic_prefix), settings.limits, now_ms
                 )
                 if good:
+                    mailer = DirectMailer(self._store, self._sink, namespace, config)
                     await apply_batch(
-                        self._store, self._sink, namespace, good, now_ms=now_ms, config=config
+                        self._store,
+                        self._sink,
+                        namespace,
+                        good,
+                        now_ms=now_ms,
+                        config=config,
+                        mailer=mailer,
                     )
+                    await mailer.drain(now_ms)
                 applied += len(messages)
         finally:
             await consumer.stop()

@@ -1,7 +1,8 @@
 """Identity merge (docs/design.md §7) on the real services: anonymous visitors who sign up,
 some aliased late, some on two devices, one merge undone — published while the worker is
 SIGKILLed three times; every view equals the batch reference, and a merged id answers with
-the id it was merged into."""
+the id it was merged into; `replay --verify` finds no difference, and after a replay the
+views are the same."""
 
 from __future__ import annotations
 
@@ -42,3 +43,11 @@ def test_a_wave_of_aliases_through_worker_kills_gives_the_batch_answer(pipeline:
         if root is not None:
             assert result.exit_code == 3, result.stdout
             assert result.stderr.strip().endswith(f"was merged into {root!r}"), result.stderr
+
+    verify = pipeline.cli("replay", "--verify", "--json")
+    assert verify.exit_code == 0, verify.output
+    assert verify.stdout.strip().endswith("[]"), verify.stdout[-2000:]
+    replayed = pipeline.cli("replay", "--json")
+    assert replayed.exit_code == 0, replayed.output
+    assert compare_users(pipeline, records, now_ms) >= 20
+    assert compare_companies(pipeline, records, now_ms) >= 3
