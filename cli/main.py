@@ -64,6 +64,7 @@ for command in (
     views.users,
     # operators
     operate.command,
+    operate.merge,
     operate.export,
     operate.dlq,
     operate.replay_command,

@@ -34,6 +34,7 @@ COMMANDS = {
     "include": "include",
     "reset-content": "reset_content",
     "delete": "delete",
+    "unmerge": "unmerge",  # USER_ID is the previous id (docs/design.md §7)
 }
 
 
@@ -44,7 +45,8 @@ COMMANDS = {
 @click.option("--at", "at", help="event time of the command (RFC 3339 or epoch ms; default now)")
 @click.option("--reason", help="why, kept with the command")
 def command(command: str, app_id: str, user_id: str, at: str | None, reason: str | None) -> None:
-    """Publish an operator command for one user to the commands topic."""
+    """Publish an operator command for one user to the commands topic. `unmerge` takes the
+    id that was merged into another: it stands alone again."""
     from schemas.codec import Rejected
     from streams.publish import command_record, publish_records
 
@@ -55,6 +57,26 @@ def command(command: str, app_id: str, user_id: str, at: str | None, reason: str
     except Rejected as exc:
         fail(f"{exc.reason}: {exc.detail}")
     click.echo(f"published {command} for {user_id} ({record['command_id']})")
+
+
+@click.command("merge")
+@click.argument("app_id")
+@click.argument("previous_id")
+@click.argument("user_id")
+@click.option("--at", "at", help="event time of the alias (RFC 3339 or epoch ms; default now)")
+def merge(app_id: str, previous_id: str, user_id: str, at: str | None) -> None:
+    """Merge PREVIOUS_ID into USER_ID (an operator's alias, docs/design.md §7): its records
+    count for USER_ID's profile. `profiles command unmerge APP PREVIOUS_ID` undoes it."""
+    from schemas.codec import Rejected
+    from streams.publish import alias_record, publish_records
+
+    when: Any = int(time.time() * 1000) if at is None else (int(at) if at.isdigit() else at)
+    record = alias_record(app_id, previous_id, user_id, when)
+    try:
+        asyncio.run(publish_records([record], settings()))
+    except Rejected as exc:
+        fail(f"{exc.reason}: {exc.detail}")
+    click.echo(f"published the merge of {previous_id} into {user_id} ({record['event_id']})")
 
 
 @click.group()

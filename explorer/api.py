@@ -28,7 +28,7 @@ from projections.export import user_document, write_user
 from projections.reader import NotFound, Reader
 from schemas.codec import Rejected
 from schemas.timefmt import parse_day
-from streams.publish import command_record, publish_records
+from streams.publish import alias_record, command_record, publish_records
 from streams.settings import Settings
 
 STATIC = Path(__file__).with_name("static")
@@ -315,16 +315,41 @@ def create_app(
         responses={503: {"model": models.Error, "description": "Kafka is not reachable"}},
     )
     async def command(app_id: App, user_id: UserId, body: models.CommandIn) -> dict[str, Any]:
-        """Publish an operator command for the user; the worker applies it a moment later."""
-        answer(lambda: reader.user(app_id, user_id))  # 404 for a user that does not exist
+        """Publish an operator command for the user; the worker applies it a moment later.
+        `unmerge` is for an id merged into another: it stands alone again."""
+        if body.command == "unmerge":
+            if answer(lambda: reader.merged_into(app_id, user_id)) is None:
+                raise HTTPException(404, f"user {user_id!r} of app {app_id!r} is not merged")
+        else:
+            answer(lambda: reader.user(app_id, user_id))  # 404 for a user that does not exist
         record = command_record(body.command, app_id, user_id, int(time.time() * 1000), body.reason)
+        await _publish(record)
+        return {k: record[k] for k in ("command_id", "command", "user_id", "issued_at")}
+
+    async def _publish(record: dict[str, Any]) -> None:
         try:
             await publish_records([record], settings)
         except Rejected as exc:
             raise HTTPException(400, f"{exc.reason}: {exc.detail}") from None
         except KafkaError as exc:
             raise HTTPException(503, f"Kafka is not reachable: {exc}") from None
-        return {k: record[k] for k in ("command_id", "command", "user_id", "issued_at")}
+
+    @users.post(
+        "/users/{user_id}/merges",
+        status_code=202,
+        response_model=models.MergeSent,
+        tags=["commands"],
+        responses={503: {"model": models.Error, "description": "Kafka is not reachable"}},
+    )
+    async def merge(app_id: App, user_id: UserId, body: models.MergeIn) -> dict[str, Any]:
+        """Merge another id into this user (an operator's alias, docs/design.md §7): its
+        records count for this user from then on; `unmerge` on that id undoes it."""
+        answer(lambda: reader.user(app_id, user_id))  # 404 for a user that does not exist
+        if body.previous_id == user_id:
+            raise HTTPException(400, "previous_id: an id cannot be merged into itself")
+        record = alias_record(app_id, body.previous_id, user_id, int(time.time() * 1000))
+        await _publish(record)
+        return {k: record[k] for k in ("event_id", "previous_id", "user_id", "timestamp")}
 
     @users.get("/companies", response_model=models.CompaniesPage, tags=["companies"])
     def companies(

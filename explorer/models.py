@@ -56,6 +56,7 @@ class User(BaseModel):
     auto_properties: dict[str, Any]
     segments: list[str]
     nps_latest: int | None
+    merged_ids: list[str] = Field(description="the ids merged into this user (aliases, §7)")
     overview: Overview
 
 
@@ -184,6 +185,19 @@ class Apps(BaseModel):
 class CommandIn(BaseModel):
     command: CommandName
     reason: str | None = Field(default=None, max_length=500)
+
+
+class MergeIn(BaseModel):
+    previous_id: str = Field(
+        min_length=1, max_length=256, description="the id to merge into this user"
+    )
+
+
+class MergeSent(BaseModel):
+    event_id: str
+    previous_id: str
+    user_id: str
+    timestamp: int = Field(description="epoch milliseconds")
 
 
 class CommandSent(BaseModel):

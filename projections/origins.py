@@ -97,6 +97,10 @@ class Held:
     def g(self) -> int:
         return 0 if self.root is None else self.root[1]
 
+    def merged(self) -> list[str]:
+        """The ids whose records this one holds now, sorted."""
+        return sorted(o for o, (_g, w) in self.origins.items() if o != OWN and w is not None)
+
 
 def origin_of(row: list[Any], width: int) -> str:
     return row[width] if len(row) > width else OWN

@@ -95,12 +95,15 @@ class Reader:
         try:
             return self._read(key, f"user {user_id!r} of app {app_id!r} not found", names)
         except NotFound:
-            root = self._r.hget(key, keys.MERGED_INTO)
+            root = self.merged_into(app_id, user_id)
             if root is None:
                 raise
-            raise NotFound(
-                f"user {user_id!r} of app {app_id!r} was merged into {decode_field(root)!r}"
-            ) from None
+            raise NotFound(f"user {user_id!r} of app {app_id!r} was merged into {root!r}") from None
+
+    def merged_into(self, app_id: str, user_id: str) -> str | None:
+        """The id a merged id's records count for (docs/design.md §7); None otherwise."""
+        raw = self._r.hget(keys.user(self.namespace, app_id, user_id), keys.MERGED_INTO)
+        return None if raw is None else str(decode_field(raw))
 
     def user(
         self,

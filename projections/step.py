@@ -368,6 +368,9 @@ def _view(
     if held is not None and held.root_id(me) != me:
         return {keys.MERGED_INTO: held.root_id(me)}, {}, {}
     projected, engagement_keys = project(state, gap_ms)
+    merged = [] if held is None else held.merged()
+    if merged and keys.HEADER in projected:
+        projected[keys.HEADER]["merged_ids"] = merged
     return projected, engagement_keys, state.facts
 
 

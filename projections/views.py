@@ -76,6 +76,7 @@ def user(
         "auto_properties": h["auto_properties"],
         "segments": h.get("segments", []),
         "nps_latest": h["nps_latest"],
+        "merged_ids": h.get("merged_ids", []),
         "overview": overview_block,
     }
 

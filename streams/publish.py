@@ -138,6 +138,20 @@ def command_record(
     return record
 
 
+def alias_record(
+    app_id: str, previous_id: str, user_id: str, timestamp: int | str
+) -> dict[str, Any]:
+    """An alias (docs/design.md §7) as an operator sends it, with a fresh event id."""
+    return {
+        "type": "alias",
+        "event_id": str(uuid.uuid4()),
+        "timestamp": timestamp,
+        "app_id": app_id,
+        "user_id": user_id,
+        "previous_id": previous_id,
+    }
+
+
 async def publish_records(records: list[dict[str, Any]], settings: Settings) -> PublishReport:
     """Validate and send records (all or nothing: the first invalid one raises Rejected)."""
     now_ms = int(time.time() * 1000)

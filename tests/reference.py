@@ -287,6 +287,14 @@ def _to_roots(records: list[dict]) -> list[dict]:
     return out
 
 
+def _merged_ids(records: list[dict], app_id: str, user_id: str) -> list[str]:
+    """The ids whose root is this one (every id an alias or unmerge names)."""
+    links = [r for r in records if _is_link(r) and r["app_id"] == app_id]
+    named = {r["previous_id"] for r in links if r["type"] == "alias"}
+    named |= {r["user_id"] for r in links}
+    return sorted(x for x in named if x != user_id and root_of(links, app_id, x) == user_id)
+
+
 def merged_into(records: list[dict], app_id: str, user_id: str) -> str | None:
     """The root a merged id's records count for; None for an id that is its own root."""
     links = [r for r in records if _is_link(r)]
@@ -660,6 +668,7 @@ def user_view(
         "auto_properties": p["auto_properties"],
         "segments": [],
         "nps_latest": p["nps_latest"],
+        "merged_ids": _merged_ids(records, app_id, user_id),
         "overview": _overview([user], frm, to, search),
     }
 

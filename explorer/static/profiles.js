@@ -68,6 +68,24 @@ const COMMANDS = {
     done: (p, before) => p.content_reset_at !== before.content_reset_at,
     applied: "content reset",
   },
+  merge: {
+    title: "Merge another id into this user?",
+    message:
+      "Its records (an anonymous visitor's, another device's) count for this user from now on. " +
+      "Unmerge undoes it.",
+    ok: "Merge",
+    input: { placeholder: "The id to merge into this user", testid: "merge-id" },
+    done: (p, _before, id) => (p.merged_ids || []).includes(id),
+    applied: "id merged",
+  },
+  unmerge: {
+    title: "Unmerge this id?",
+    message: "Its records stop counting for this user; it stands on its own again.",
+    ok: "Unmerge",
+    withReason: true,
+    done: (p, _before, id) => !(p.merged_ids || []).includes(id),
+    applied: "id unmerged",
+  },
   delete: {
     title: "Delete this user?",
     message: "Every record of this user is deleted. This cannot be undone.",
@@ -153,6 +171,11 @@ export function userProfile(ctx, app, userId) {
       ),
       h(
         "button",
+        { class: "btn", type: "button", testid: "btn-merge", onclick: () => run("merge") },
+        "Merge…",
+      ),
+      h(
+        "button",
         {
           class: "btn btn-danger-outline",
           type: "button",
@@ -160,6 +183,24 @@ export function userProfile(ctx, app, userId) {
           onclick: () => run("delete"),
         },
         "Delete",
+      ),
+    );
+    const merged = (p.merged_ids || []).map((id) =>
+      h(
+        "span",
+        { class: "merged-id", testid: "merged-id", "data-id": id },
+        h("a", { class: "mono", href: href.user(app, id) }, id),
+        " ",
+        h(
+          "button",
+          {
+            class: "btn btn-small",
+            type: "button",
+            testid: "btn-unmerge",
+            onclick: () => run("unmerge", id),
+          },
+          "Unmerge",
+        ),
       ),
     );
     for (const button of actions.querySelectorAll("button")) button.disabled = busy;
@@ -208,6 +249,14 @@ export function userProfile(ctx, app, userId) {
           "Latest NPS",
           p.nps_latest === null ? "—" : badge(String(p.nps_latest), npsKind(p.nps_latest)),
         ),
+        merged.length
+          ? h(
+              "div",
+              { class: "fact fact-wide" },
+              h("span", { class: "fact-label" }, "Merged ids"),
+              h("span", { class: "merged-ids", testid: "merged-ids" }, ...merged),
+            )
+          : null,
       ),
     );
   }
@@ -226,20 +275,29 @@ export function userProfile(ctx, app, userId) {
     for (const button of page.head.querySelectorAll(".actions button")) button.disabled = value;
   }
 
-  async function run(command) {
+  // `id`: the merged id an unmerge is for
+  async function run(command, id = null) {
     const spec = COMMANDS[command];
     const { ok, reason } = await confirmDialog({
       title: spec.title,
       message: spec.message,
       okLabel: spec.ok,
       danger: spec.danger,
-      withReason: true,
+      withReason: spec.input ? false : true,
+      input: spec.input || null,
     });
     if (!ok || !state.alive) return;
+    if (command === "merge" && !reason) return; // no id given
+    const target = command === "merge" ? reason : id;
     const before = page.profile;
     setBusy(true);
     try {
-      await post(`${base}/commands`, reason ? { command, reason } : { command });
+      if (command === "merge") {
+        await post(`${base}/merges`, { previous_id: target });
+      } else {
+        const where = command === "unmerge" ? paths.user(app, id) : base;
+        await post(`${where}/commands`, reason ? { command, reason } : { command });
+      }
     } catch (exc) {
       setBusy(false);
       ctx.fail(exc);
@@ -250,7 +308,7 @@ export function userProfile(ctx, app, userId) {
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
       try {
         const p = await get(base);
-        if (spec.done(p, before)) break;
+        if (spec.done(p, before, target)) break;
       } catch (exc) {
         if (command === "delete" && exc instanceof ApiError && exc.status === 404) {
           setBusy(false);

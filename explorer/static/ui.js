@@ -37,16 +37,26 @@ export function clearNotice(olderThan = 0) {
 // ---- confirmation dialog (in the page, so tests can drive it) -----------------------------
 
 /** Resolves {ok, reason}; `withReason` adds an optional free-text reason. */
-export function confirmDialog({ title, message, okLabel, danger = false, withReason = false }) {
+// `withReason`: a text field for an optional reason; `input`: one of its own ({placeholder,
+// testid}). Its trimmed text comes back as `reason` (null when empty).
+export function confirmDialog({
+  title,
+  message,
+  okLabel,
+  danger = false,
+  withReason = false,
+  input = null,
+}) {
   const root = document.getElementById("modal-root");
+  const field = input || (withReason ? { placeholder: "Reason (optional)", testid: "confirm-reason" } : null);
   return new Promise((resolve) => {
-    const reason = withReason
+    const reason = field
       ? h("input", {
           class: "input",
           type: "text",
-          placeholder: "Reason (optional)",
-          maxlength: 200,
-          testid: "confirm-reason",
+          placeholder: field.placeholder,
+          maxlength: 256,
+          testid: field.testid,
         })
       : null;
     const close = (ok) => {

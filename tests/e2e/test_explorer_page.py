@@ -395,6 +395,22 @@ def test_explorer_page_end_to_end(
         expect(page.get_by_test_id("excluded-badge")).to_be_visible()
         shot(page, "user-excluded")
 
+        # Merge another id into the user from its page (docs/design.md §7): listed once the
+        # worker applied it; then unmerged from the same list.
+        ghost = "anon-e2e-visitor"
+        page.get_by_test_id("btn-merge").click()
+        page.get_by_test_id("merge-id").fill(ghost)
+        page.get_by_test_id("confirm-ok").click()
+        merged = page.locator(f"[data-testid=merged-id][data-id={css(ghost)}]")
+        expect(merged).to_be_visible(timeout=60_000)
+        assert api.get(user_api)["merged_ids"] == [ghost]
+        shot(page, "user-merged")
+        merged.get_by_test_id("btn-unmerge").click()
+        expect(page.get_by_test_id("confirm-dialog")).to_be_visible()
+        page.get_by_test_id("confirm-ok").click()
+        expect(merged).to_have_count(0, timeout=60_000)
+        assert api.get(user_api)["merged_ids"] == []
+
         # The company stops counting the member: its users and its sessions drop.
         page.get_by_test_id("company-link").click()
         deadline = time.monotonic() + 60
