@@ -204,9 +204,23 @@ def wait(timeout: float) -> None:
 @click.option("--commands", is_flag=True, help="include operator commands")
 @click.option("--duplicates", default=0.0, show_default=True, help="fraction of records repeated")
 @click.option("--shuffle", is_flag=True, help="out of order")
+@click.option(
+    "--anonymous",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="fraction of users first tracked under anonymous ids, merged at sign-up (aliases)",
+)
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), default="-")
 def generate(
-    users: int, days: int, seed: int, commands: bool, duplicates: float, shuffle: bool, out: str
+    users: int,
+    days: int,
+    seed: int,
+    commands: bool,
+    duplicates: float,
+    shuffle: bool,
+    anonymous: float,
+    out: str,
 ) -> None:
     """Write a realistic demo data set as JSON lines (event times end now)."""
     from schemas.generate import generate as make
@@ -219,6 +233,7 @@ def generate(
         commands=commands,
         duplicates=duplicates,
         shuffle=shuffle,
+        anonymous=anonymous,
         end_ms=int(time.time() * 1000),
     )
     if out == "-":
