@@ -51,7 +51,8 @@ from aiokafka.admin.records_to_delete import RecordsToDelete
 from aiokafka.errors import TopicAlreadyExistsError
 
 from projections import keys, namespaces
-from projections.fold import Index, deleted_until, erased_by_delete
+from projections.fold import Index, decode_field, deleted_until, erased_by_delete
+from projections.origins import is_link
 from replay.dlq import UNREADABLE, parse_letter
 from schemas.codec import decode_bytes, validate
 from schemas.limits import Limits
@@ -115,6 +116,9 @@ def owner_of(raw: bytes | None) -> Owner | None:
         record = validate(obj, OPEN_LIMITS, int(time.time() * 1000))
     except Exception:
         return _loose_owner(obj)
+    if is_link(record):  # an alias or unmerge: a link, never erased (docs/design.md §7)
+        at = record.issued_at if isinstance(record, Command) else record.timestamp
+        return Owner(record.app_id, record.user_id, at, True)
     if isinstance(record, Command):
         return Owner(record.app_id, record.user_id, record.issued_at, record.command == "delete")
     return Owner(record.app_id, record.user_id, record.timestamp, False)
@@ -231,7 +235,9 @@ class PurgeResult:
 async def delete_times(
     client: Any, settings: Settings, app_id: str, user_ids: Sequence[str]
 ) -> tuple[dict[str, int], dict[str, str]]:
-    """Each user's applied delete time T, and the users refused (no delete applied)."""
+    """Each user's applied delete time T, and the users refused (no delete applied). A
+    delete reaches every id joined to its id by an alias, in force or not (docs/design.md §7):
+    those ids are purged with it, each to the delete time its own state applied."""
     pointer = await namespaces.read(client, settings.namespace)
     if pointer.next is not None:
         raise PurgeError(
@@ -240,7 +246,9 @@ async def delete_times(
         )
     found: dict[str, int] = {}
     refused: dict[str, str] = {}
-    for user_id in dict.fromkeys(user_ids):
+    named = list(dict.fromkeys(user_ids))
+    joined = await _connected(client, keys.identity_graph(pointer.current, app_id), named)
+    for user_id in [*named, *(j for j in joined if j not in named)]:
         raw = await client.hget(keys.user(pointer.current, app_id, user_id), keys.INDEX)
         until = deleted_until(Index.from_bytes(raw).commands)
         if until is None:
@@ -251,6 +259,18 @@ async def delete_times(
         else:
             found[user_id] = until
     return found, refused
+
+
+async def _connected(client: Any, graph: str, user_ids: list[str]) -> list[str]:
+    """Every id joined to these by an alias, in the app's link graph, sorted."""
+    seen: set[str] = set()
+    frontier = set(user_ids)
+    while frontier:
+        seen |= frontier
+        names = sorted(frontier)
+        found = await client.hmget(graph, [f"a:{x}" for x in names])
+        frontier = {y for raw in found if raw is not None for y in decode_field(raw)} - seen
+    return sorted(seen - set(user_ids))
 
 
 # ---- Kafka -------------------------------------------------------------------------------------
@@ -469,15 +489,16 @@ async def purge(
 async def _truncate_applied_deltas(
     kafka: Kafka, settings: Settings, topics: Topics, result: PurgeResult
 ) -> None:
-    """Company deltas the live group has committed are applied: drop them, never more."""
-    tps = await kafka.partitions([topics.company_deltas])
+    """Company deltas, identity links and merge messages (which carry copies of records,
+    docs/design.md §7) the live group has committed are applied: drop them, never more."""
+    tps = await kafka.partitions([topics.company_deltas, topics.identity, topics.merges])
     begins, ends = await kafka.bounds(tps)
     try:
         committed = await kafka.admin.list_consumer_group_offsets(settings.group_id)
     except Exception:  # no group yet: nothing is applied, nothing goes
         committed = {}
-    count = result.count(topics.company_deltas)
     for tp in tps:
+        count = result.count(tp.topic)
         meta = committed.get(tp)
         upto = meta.offset if meta is not None and meta.offset > begins[tp] else begins[tp]
         upto = min(upto, ends[tp])
