@@ -51,3 +51,20 @@ def test_a_wave_of_aliases_through_worker_kills_gives_the_batch_answer(pipeline:
     assert replayed.exit_code == 0, replayed.output
     assert compare_users(pipeline, records, now_ms) >= 20
     assert compare_companies(pipeline, records, now_ms) >= 3
+
+
+def test_merges_on_a_redis_cluster_with_two_workers(pipeline: Any, cluster_url: str) -> None:
+    """Ids and their roots in other slots and, with two workers, in other processes."""
+    pipeline.env |= {"PROFILES_REDIS_URL": cluster_url, "PROFILES_REDIS_CLUSTER": "true"}
+    now_ms = int(time.time() * 1000)
+    records = generate(
+        users=30, days=10, end_ms=now_ms, seed=23, commands=True, anonymous=0.7, shuffle=True
+    )
+    assert sum(r["type"] == "alias" for r in records) >= 15
+    pipeline.start_worker()
+    pipeline.start_worker()
+    assert pipeline.publish_file(records).returncode == 0
+    status = pipeline.wait_idle()
+    assert status["dlq"] == 0
+    assert compare_users(pipeline, records, now_ms) >= 15
+    assert compare_companies(pipeline, records, now_ms) >= 3
