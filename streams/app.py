@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any, cast
@@ -70,6 +70,19 @@ def app_options(settings: Settings) -> dict[str, Any]:
         Monitor=QuietMonitor,
         Schema=RawSchema,
     )
+
+
+def decode_each(
+    messages: list[Any], decode: Callable[[Any], Any]
+) -> tuple[list[Any], list[tuple[Any, bytes]]]:
+    """Each message decoded, or dead-lettered with the reason it was refused."""
+    found, dead = [], []
+    for m in messages:
+        try:
+            found.append(decode(m))
+        except Rejected as exc:
+            dead.append((m, dead_letter_value(exc.reason, exc.detail, m)))
+    return found, dead
 
 
 def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
@@ -161,13 +174,11 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
             messages = [e.message for e in events]
             sources = [m for m in messages if m.topic != topics.merges]
             good, dead = triage(sources, topics, limits, int(time.time() * 1000))
-            merged = []
-            for m in messages:
-                if m.topic == topics.merges:
-                    try:
-                        merged.append(decode_merge(m.value or b"", m.topic, m.partition, m.offset))
-                    except Rejected as exc:
-                        dead.append((m, dead_letter_value(exc.reason, exc.detail, m)))
+            merged, bad = decode_each(
+                [m for m in messages if m.topic == topics.merges],
+                lambda m: decode_merge(m.value or b"", m.topic, m.partition, m.offset),
+            )
+            dead += bad
             if dead:
                 await until_applied("dead letters", partial(dead_letter, dead, len(events)))
             if good or merged:
@@ -187,12 +198,10 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         async def batch(events: Sequence[Any]) -> None:
             started = time.monotonic()
             messages = [e.message for e in events]
-            good, dead = [], []
-            for m in messages:
-                try:
-                    good += decode_delta(m.value or b"", m.topic, m.partition, m.offset)
-                except Rejected as exc:
-                    dead.append((m, dead_letter_value(exc.reason, exc.detail, m)))
+            found, dead = decode_each(
+                messages, lambda m: decode_delta(m.value or b"", m.topic, m.partition, m.offset)
+            )
+            good = [c for parts in found for c in parts]
             if dead:
                 await until_applied("dead letters", partial(dead_letter, dead, len(events)))
             if good:
@@ -222,12 +231,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         async def batch(events: Sequence[Any]) -> None:
             started = time.monotonic()
             messages = [e.message for e in events]
-            found, dead = [], []
-            for m in messages:
-                try:
-                    found.append(decode_graph(m.value or b""))
-                except Rejected as exc:
-                    dead.append((m, dead_letter_value(exc.reason, exc.detail, m)))
+            found, dead = decode_each(messages, lambda m: decode_graph(m.value or b""))
             if dead:
                 await until_applied("dead letters", partial(dead_letter, dead, len(events)))
             if found:

@@ -22,6 +22,8 @@ def test_a_worker_on_a_redis_that_lost_its_data_stops_and_replay_rebuilds(
     pipeline: Any, stack: Any
 ) -> None:
     records, now_ms = dataset(seed=41, users=100)
+    # small batches: the ingest outlasts several offset commits, so a third comes mid-ingest
+    pipeline.env["PROFILES_BATCH_SIZE"] = "50"
     published = pipeline.publish_file(records)
     assert published.returncode == 0, published.stderr
     worker = pipeline.start_worker()

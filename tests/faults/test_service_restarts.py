@@ -14,7 +14,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("faults")]
 
 
 def ingest_until(pipeline: Any, records: list[dict[str, Any]], fraction: float) -> int:
-    """Publish everything, start a worker and return the lag once `fraction` is processed."""
+    """Publish everything, start a worker and return the lag once `fraction` is processed
+    (in small batches: the ingest outlasts several offset commits, even on an idle machine)."""
+    pipeline.env["PROFILES_BATCH_SIZE"] = "50"
     published = pipeline.publish_file(records)
     assert published.returncode == 0, published.stderr
     pipeline.start_worker()

@@ -506,6 +506,52 @@ def test_commands_reach_the_worker_and_change_the_company(site: Site) -> None:
     assert site.get(company_path, app).json()["total_sessions"] == before["total_sessions"]
 
 
+def test_a_merge_and_its_unmerge_through_the_api(site: Site) -> None:
+    """docs/design.md §7: another user merged into the busiest one counts for it, answers 404
+    naming it, and stands alone again after an unmerge; every figure comes back."""
+    app, user = busiest_user(site)
+    PATHS_CALLED.add(("post", "/api/apps/{app_id}/users/{user_id}/merges"))
+    rows = ref.users_list(site.records, app, now_ms=site.now_ms)
+    other = next(r["user_id"] for r in rows if r["user_id"] not in (user, *ODD_IDS))
+    headers = {"Authorization": f"Bearer {site.token[app]}"}
+    before = site.get(f"/api/apps/{app}/users/{user}", app).json()
+    theirs = site.get(f"/api/apps/{app}/users/{other}", app).json()
+
+    refused = site.client.post(
+        f"/api/apps/{app}/users/{user}/merges", json={"previous_id": user}, headers=headers
+    )
+    assert refused.status_code == 400, refused.text
+    not_merged = site.client.post(
+        f"/api/apps/{app}/users/{other}/commands", json={"command": "unmerge"}, headers=headers
+    )
+    assert not_merged.status_code == 404, not_merged.text
+
+    sent = site.client.post(
+        f"/api/apps/{app}/users/{user}/merges", json={"previous_id": other}, headers=headers
+    )
+    assert sent.status_code == 202, sent.text
+    assert sent.json()["previous_id"] == other and sent.json()["user_id"] == user
+    merged = wait_for(
+        lambda: (
+            (p := site.get(f"/api/apps/{app}/users/{user}", app).json())["merged_ids"] == [other]
+            and p
+        )
+    )
+    events = before["overview"]["total_events"] + theirs["overview"]["total_events"]
+    assert merged["overview"]["total_events"] == events
+    gone = site.get(f"/api/apps/{app}/users/{other}", app)
+    assert gone.status_code == 404
+    assert gone.json() == {"error": f"user {other!r} of app {app!r} was merged into {user!r}"}
+
+    undo = site.client.post(
+        f"/api/apps/{app}/users/{other}/commands", json={"command": "unmerge"}, headers=headers
+    )
+    assert undo.status_code == 202, undo.text
+    wait_for(lambda: site.get(f"/api/apps/{app}/users/{other}", app).status_code == 200)
+    wait_for(lambda: site.get(f"/api/apps/{app}/users/{user}", app).json() == before)
+    assert site.get(f"/api/apps/{app}/users/{other}", app).json() == theirs
+
+
 @pytest.fixture(scope="module")
 def api_schema(site: Site) -> Any:
     return schemathesis.openapi.from_asgi("/api/openapi.json", site.client.app)
