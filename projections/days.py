@@ -46,6 +46,7 @@ from projections.fold import (
     rows_field,
     sessions_of,
 )
+from projections.origins import merged_ids, with_own
 from schemas.limits import DAY_MS
 from schemas.models import Identify
 from schemas.timefmt import day_of
@@ -274,6 +275,8 @@ def project_days(
     if "content" in kinds:
         items = _engage(items or [], new, added, reset_at(index.commands))
         to_set[keys.ENGAGEMENT] = encode_field(items)
+    if new.identity is not None:  # a root: its own last writers take its records too (§7)
+        new.identity = with_own(new.identity, new.commands, records, floor)
     total = (old_header["total_sessions"] if old_header else 0) - before + after
     first = min(new.days.values())[0] if new.days else None
     last = max(span[1] for span in new.days.values()) if new.days else None
@@ -283,6 +286,8 @@ def project_days(
     h: dict[str, Any] | None = None
     if new.days or new.identified is not None:  # it exists (§4)
         h = header(state, first, last, total, nps, sorted(days))
+        if merged := merged_ids(new.identity):
+            h["merged_ids"] = merged
         to_set[keys.HEADER] = encode_field(h)
     elif old_header is not None:
         to_delete.append(keys.HEADER)

@@ -110,6 +110,10 @@ def _settle(held: Held, floor: int) -> None:
     """Erase what deletes and the floor take, from the union and every origin's part: the
     union's deletes erase in every origin."""
     erase(held.state, floor)
+    _settle_writers(held, floor)
+
+
+def _settle_writers(held: Held, floor: int) -> None:
     until = deleted_until(held.state.commands)
     for entry in held.origins.values():
         writers = entry[1]
@@ -298,6 +302,32 @@ def held_of(state: UserState, identity: list[Any] | None) -> Held:
     )
 
 
+def with_own(
+    identity: list[Any], commands: dict[str, list[Any]], records: list[Any], floor: int
+) -> list[Any]:
+    """The index's identity part once a by-days step added a root's own `records` (events,
+    no commands) to its union: its own last writers take them too, and every origin's are
+    erased as the union's were (`commands`: the union's)."""
+    held = held_of(UserState(commands=commands), identity)
+    own = held.origins.get(OWN)
+    writers = own[1] if own is not None else None
+    if writers is not None:
+        for r in records:
+            if isinstance(r, Identify):
+                merge_identify(writers, r)
+            else:
+                merge_context(writers.auto, r)
+    _settle_writers(held, floor)
+    encoded = encode_held(held)
+    assert encoded is not None
+    return encoded
+
+
+def merged_ids(identity: list[Any] | None) -> list[str]:
+    """The ids a root holds the records of, from the index's identity part."""
+    return [] if identity is None else held_of(UserState(), identity).merged()
+
+
 def is_link(record: Any) -> bool:
     """An alias, or an unmerge command: a link for the app's graph, never data of an id."""
     return isinstance(record, Alias) or (
@@ -341,6 +371,7 @@ def merge_step(
             held.root = [r.other, r.g]
             if old not in (me, r.other):
                 held.left = [old, r.g]
+    _settle(held, floor)  # a drop's recomputed union too
 
 
 def mail(held: Held, app_id: str, me: str, items: list[tuple[Any, str, int]]) -> list[Mail]:

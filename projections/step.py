@@ -275,7 +275,7 @@ def request(
     p = prepared
     if full or len(p.fresh) < len(items) or any(isinstance(f.record, Command) for f in p.fresh):
         return None
-    if p.index.identity is not None or any(merging(f) for f in p.fresh):
+    if any(merging(f) for f in p.fresh) or _merged_away(p.index, owner(items[0].record)):
         return None  # a merge's step reads the whole state (projections/origins.py)
     if p.index.days and min(span[0] for span in p.index.days.values()) < p.floor:
         return None
@@ -353,6 +353,12 @@ def owner(record: Record | Note) -> str:
     """The id whose state a record is folded in: its user's; an alias's previous id's (where
     its key put it, docs/design.md §7)."""
     return record.previous_id if isinstance(record, Alias) else record.user_id
+
+
+def _merged_away(index: Index, me: str) -> bool:
+    """Whether the user is merged into another (it then keeps its own records only)."""
+    root = None if index.identity is None else index.identity[1]
+    return root is not None and root[0] != me
 
 
 def merging(p: Positioned) -> bool:
